@@ -195,8 +195,9 @@ def new_traceparent(
 ) -> TraceParent:
     """A version-00 traceparent with a fresh parent-id, in `trace_id` or in a new trace.
 
-    Only the sampled flag is ever set (section 3.2.2.5.3: other flags "MUST" be zero in Level 1);
-    `sampled` defaults to True because the appliance records every event it accepts.
+    Only the sampled flag is ever set: Level 1 defines no other (its other flags "MUST" be zero),
+    so Level 2's random-trace-id flag is not used. `sampled` defaults to True because the
+    appliance records every event it accepts.
     """
     return TraceParent(
         version=0,
