@@ -127,7 +127,7 @@ class TraceParent:
             )
         if text[35] != "-" or text[52] != "-":
             raise TraceContextError(
-                "traceparent fields must be version-trace_id-parent_id-flags separated by '-' "
+                "traceparent fields must be version-trace-id-parent-id-trace-flags separated by '-' "
                 f"(32 and 16 hex digits), got {_show(text)}",
                 field="traceparent",
             )
