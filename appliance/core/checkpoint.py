@@ -14,8 +14,8 @@ from typing import Iterable
 from appliance.core.cosignature import Cosignature, CosignatureSigner, CosignatureVerifier, timestamp_of
 from appliance.core.errors import InvalidInput, NoteFormatError, SignatureError, VerificationError
 from appliance.core.hashing import HASH_SIZE
-from appliance.core.keys import NoteSigner, NoteVerifier, b64decode_strict
-from appliance.core.note import Note, Signer, open_note, sign_note
+from appliance.core.keys import b64decode_strict
+from appliance.core.note import Note, Signer, Verifier, open_note, sign_note
 
 MAX_TREE_SIZE = 2**64 - 1  # Go's tlog and formats parse the size as a uint64
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
@@ -54,7 +54,8 @@ class Checkpoint:
 
     def __post_init__(self) -> None:
         _check_line(self.origin, "origin")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 0 <= self.size <= MAX_TREE_SIZE:
+        size = self.size
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_TREE_SIZE:
             raise NoteFormatError("checkpoint size must be an integer in [0, 2^64-1]", field="size")
         if not isinstance(self.root_hash, (bytes, bytearray)) or len(self.root_hash) != HASH_SIZE:
             raise NoteFormatError(f"checkpoint root hash must be {HASH_SIZE} bytes", field="root_hash")
@@ -111,7 +112,7 @@ class SignedCheckpoint:
 
 def sign_checkpoint(
     checkpoint: Checkpoint,
-    log_signer: NoteSigner | Signer,
+    log_signer: Signer,
     cosigners: Iterable[CosignatureSigner] = (),
     timestamp: int | None = None,
 ) -> bytes:
@@ -123,17 +124,17 @@ def sign_checkpoint(
     if log_signer.name != checkpoint.origin:
         raise InvalidInput(f"log key name {log_signer.name!r} differs from checkpoint origin "
                            f"{checkpoint.origin!r}", field="origin")
-    cosigners = tuple(cosigners)
-    if cosigners and timestamp is None:
-        raise InvalidInput("cosigning needs a timestamp (seconds); none was given", field="timestamp")
     signers: list[Signer] = [log_signer]
-    signers.extend(cosigner.at(timestamp) for cosigner in cosigners)  # type: ignore[arg-type]
+    for cosigner in cosigners:
+        if timestamp is None:
+            raise InvalidInput("cosigning needs a timestamp (seconds); none was given", field="timestamp")
+        signers.append(cosigner.at(timestamp))
     return sign_note(checkpoint.to_text(), signers)
 
 
 def open_checkpoint(
     message: bytes | str,
-    log_verifier: NoteVerifier,
+    log_verifier: Verifier,
     *,
     origin: str,
     cosigner_verifiers: Iterable[CosignatureVerifier] = (),

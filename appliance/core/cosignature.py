@@ -95,12 +95,14 @@ class CosignatureVerifier:
 
     def verify(self, text: bytes, signature: bytes) -> int:
         """Return the attested timestamp if `signature` cosigns `text`; raise `SignatureError` if not."""
+        key = f"{self.name}+{self.key_id.hex()}"
         try:
             timestamp = timestamp_of(signature)
         except NoteFormatError as err:
-            raise SignatureError(f"invalid cosignature for key {self.name}+{self.key_id.hex()}: {err}") from err
-        if not ed25519_verify(self.public_key, cosigned_message(text, timestamp), signature[TIMESTAMP_SIZE:]):
-            raise SignatureError(f"invalid cosignature for key {self.name}+{self.key_id.hex()}")
+            raise SignatureError(f"invalid cosignature for key {key}: {err}") from err
+        message = cosigned_message(text, timestamp)
+        if not ed25519_verify(self.public_key, message, signature[TIMESTAMP_SIZE:]):
+            raise SignatureError(f"invalid cosignature for key {key}")
         return timestamp
 
 
