@@ -57,3 +57,26 @@ def subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
     if m <= k:
         return subproof(m, d[0:k], b) + [mth(d[k:n])]
     return subproof(m - k, d[k:n], False) + [mth(d[0:k])]
+
+
+def path_shape(m: int, n: int) -> list[str]:
+    """How PATH(m, D[n]) is used, leaf to root: "R" where the proof hash is the right sibling,
+    "L" where it is the left one. A verifier's computation depends only on this shape."""
+    if n == 1 and m == 0:
+        return []
+    k = _k(n)
+    if m < k:
+        return path_shape(m, k) + ["R"]
+    return path_shape(m - k, n - k) + ["L"]
+
+
+def proof_shape(m: int, n: int, b: bool = True) -> list[str]:
+    """How SUBPROOF(m, D[n], b) is used, leaf to root: "old-root" when the walk starts from the
+    verifier's own old root, "seed" when it starts from the first proof hash, then "R" for a
+    right sibling (new tree only) and "L" for a left sibling (in both trees)."""
+    if m == n:
+        return ["old-root"] if b else ["seed"]
+    k = _k(n)
+    if m <= k:
+        return proof_shape(m, k, b) + ["R"]
+    return proof_shape(m - k, n - k, False) + ["L"]
