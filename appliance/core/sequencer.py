@@ -1,0 +1,144 @@
+"""Turn producer events into the log's next entries: assign seq, run_seq, prev and run_prev, and
+grow the Merkle frontier. Pure: the caller passes the appliance time and a way to look up a run's
+head, and decides what to persist.
+
+A batch is all-or-nothing: `extend` validates every event against a scratch state and only then
+commits the new heads, so a bad event in the middle of a batch leaves the sequencer unchanged.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.core.compact import CompactRange, NodeVisitor
+from appliance.core.entry import Entry, encode_entry, entry_hash
+from appliance.core.errors import EntryError, InvalidInput
+from appliance.core.hashing import leaf_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What a producer says about one step; the appliance adds the rest of the entry."""
+
+    trace_id: str
+    step: str
+    status: str
+    ts: str
+    source: str
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    span_id: str | None = None
+    parent_id: str | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunHead:
+    """A run after its last entry: `count` entries so far, the last one's hash and seq."""
+
+    count: int
+    head: bytes
+    last_seq: int
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """One new entry: its fields, canonical bytes, entry hash and Merkle leaf hash."""
+
+    entry: Entry
+    data: bytes
+    entry_hash: bytes
+    leaf_hash: bytes
+
+
+class RunClosedError(EntryError):
+    """An event arrived for a run that a `final` entry already closed."""
+
+
+RunLookup = Callable[[str], RunHead | None]
+
+
+class Sequencer:
+    """The log's head: size, last entry hash, Merkle frontier, and a lookup of run heads."""
+
+    def __init__(
+        self,
+        lookup_run: RunLookup,
+        *,
+        frontier: CompactRange | None = None,
+        head_hash: bytes | None = None,
+    ) -> None:
+        self._frontier = frontier.copy() if frontier is not None else CompactRange()
+        if (self._frontier.size == 0) != (head_hash is None):
+            raise InvalidInput("head_hash must be given exactly when the log is not empty", field="head_hash")
+        self._head_hash = head_hash
+        self._lookup_run = lookup_run
+
+    @property
+    def size(self) -> int:
+        return self._frontier.size
+
+    @property
+    def head_hash(self) -> bytes | None:
+        return self._head_hash
+
+    @property
+    def frontier(self) -> CompactRange:
+        return self._frontier.copy()
+
+    def root(self) -> bytes:
+        return self._frontier.root()
+
+    def extend(
+        self,
+        events: Iterable[Event],
+        received_at: str,
+        on_node: NodeVisitor | None = None,
+    ) -> tuple[list[Appended], dict[str, RunHead]]:
+        """Sequence `events` in order, all or nothing.
+
+        Returns the new entries and the run heads they changed (for the caller to persist).
+        Raises `EntryError` (field named, `index` attribute = position in the batch) and leaves
+        the sequencer unchanged if any event is invalid or targets a closed run.
+        """
+        appended: list[Appended] = []
+        touched: dict[str, RunHead] = {}
+        seq, prev = self._frontier.size, self._head_hash
+        for index, event in enumerate(events):
+            run = touched.get(event.trace_id) or self._lookup_run(event.trace_id)
+            if run is not None and run.closed:
+                error = RunClosedError(
+                    f"run {event.trace_id} was closed by its final entry at seq {run.last_seq}",
+                    field="trace_id",
+                )
+                error.index = index  # type: ignore[attr-defined]
+                raise error
+            entry = Entry(
+                seq=seq,
+                trace_id=event.trace_id,
+                span_id=event.span_id,
+                parent_id=event.parent_id,
+                run_seq=run.count if run is not None else 0,
+                step=event.step,
+                status=event.status,
+                final=event.final,
+                ts=event.ts,
+                received_at=received_at,
+                source=event.source,
+                attrs=dict(event.attrs) if isinstance(event.attrs, Mapping) else event.attrs,
+                prev=prev,
+                run_prev=run.head if run is not None else None,
+            )
+            try:
+                data = encode_entry(entry)
+            except EntryError as error:
+                error.index = index  # type: ignore[attr-defined]
+                raise
+            digest = entry_hash(data)
+            appended.append(Appended(entry, data, digest, leaf_hash(data)))
+            touched[event.trace_id] = RunHead(entry.run_seq + 1, digest, seq, event.final)
+            seq, prev = seq + 1, digest
+        for item in appended:
+            self._frontier.append(item.leaf_hash, on_node)
+        self._head_hash = prev
+        return appended, touched
