@@ -66,6 +66,8 @@ def _make_fast_encoder() -> Callable[[Any], str]:
 
 
 _fast_attrs_text = _make_fast_encoder()
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
     """One event. Values are not checked here; `encode_entry` checks them all.
@@ -95,14 +97,22 @@ def _fail(name: str, problem: str) -> EntryError:
     return EntryError(f"{name}: {problem}", field=name)
 
 
+def _show(value: Any) -> str:
+    """A short repr for messages (repr of an int past 4,300 digits would itself raise)."""
+    if type(value) is int and not -(10**20) < value < 10**20:
+        return "a very large integer"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_count(value: Any, name: str) -> None:
     if type(value) is not int or not 0 <= value <= MAX_SAFE_INTEGER:
-        raise _fail(name, f"must be an integer 0..2^53-1, got {value!r}")
+        raise _fail(name, f"must be an integer 0..2^53-1, got {_show(value)}")
 
 
 def _check_id(value: Any, name: str, pattern: re.Pattern[str], width: int) -> None:
     if type(value) is not str or pattern.fullmatch(value) is None or value == "0" * width:
-        raise _fail(name, f"must be {width} lower-case hex digits, not all zero, got {value!r}")
+        raise _fail(name, f"must be {width} lower-case hex digits, not all zero, got {_show(value)}")
 
 
 def _check_link(value: Any, name: str, first: bool, first_rule: str) -> None:
@@ -121,7 +131,7 @@ def _scan_attrs(value: Any, depth: int) -> int:
     if kind is int:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return 0
-        raise _fail("attrs", f"integer {value} is outside +-(2^53-1)")
+        raise _fail("attrs", f"integer {_show(value)} is outside +-(2^53-1)")
     if kind is float:
         if math.isfinite(value):
             return _HAS_FLOAT
@@ -132,7 +142,7 @@ def _scan_attrs(value: Any, depth: int) -> int:
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
-                raise _fail("attrs", f"object keys must be strings, got {key!r}")
+                raise _fail("attrs", f"object keys must be strings, got {_show(key)}")
             if not key.isascii():
                 flags |= _HAS_NON_ASCII_KEY
             flags |= _scan_attrs(item, depth + 1)
@@ -178,7 +188,7 @@ def encode_entry(entry: Entry) -> bytes:
     if type(entry) is not Entry:
         raise EntryError(f"encode_entry needs an Entry, got {type(entry).__name__}")
     if type(entry.version) is not int or entry.version != FORMAT_VERSION:
-        raise _fail("v", f"unsupported format version {entry.version!r}")
+        raise _fail("v", f"unsupported format version {_show(entry.version)}")
     _check_count(entry.seq, "seq")
     _check_id(entry.trace_id, "trace_id", _TRACE_ID, 32)
     if entry.span_id is not None:
@@ -192,11 +202,11 @@ def encode_entry(entry: Entry) -> bytes:
     if _STEP_FORBIDDEN.search(step):
         raise _fail("step", "must not contain control characters or lone surrogates")
     if type(entry.status) is not str or entry.status not in STATUSES:
-        raise _fail("status", f"must be one of {', '.join(sorted(STATUSES))}, got {entry.status!r}")
+        raise _fail("status", f"must be one of {', '.join(sorted(STATUSES))}, got {_show(entry.status)}")
     if type(entry.final) is not bool:
         raise _fail("final", "must be true or false (false omits the key)")
     if entry.final and entry.status not in FINAL_STATUSES:
-        raise _fail("final", f"only a succeeded or failed entry can close a run, not {entry.status!r}")
+        raise _fail("final", f"only a succeeded or failed entry can close a run, not {_show(entry.status)}")
     check_utc(entry.ts, field="ts")
     check_utc(entry.received_at, field="received_at")
     if type(entry.source) is not str or _SOURCE.fullmatch(entry.source) is None:
@@ -282,7 +292,7 @@ def decode_entry(data: bytes) -> Entry:
         raise _fail(name, "required key is missing")
     version = obj["v"]
     if type(version) is not int or version != FORMAT_VERSION:
-        raise _fail("v", f"unsupported format version {version!r}")
+        raise _fail("v", f"unsupported format version {_show(version)}")
     for name in ("span_id", "parent_id"):
         if name in obj and obj[name] is None:
             raise _fail(name, "omit the key when absent; null is not accepted")

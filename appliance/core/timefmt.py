@@ -58,9 +58,11 @@ def check_utc(text: str, *, field: str = "ts") -> None:
 
     The same rules as `parse_utc` (which see), for the ingest hot path. Raises `EntryError`.
     """
-    if type(text) is not str or _STRICT_UTC.fullmatch(text) is None:
+    if type(text) is not str:
+        raise EntryError(f"{field}: must be a string, got {type(text).__name__}", field=field)
+    if _STRICT_UTC.fullmatch(text) is None:
         raise EntryError(
-            f"{field}: must be UTC RFC 3339 like 2026-01-02T03:04:05.123Z, got {text!r}", field=field
+            f"{field}: must be UTC RFC 3339 like 2026-01-02T03:04:05.123Z, got {text[:60]!r}", field=field
         )
     if text[:4] == "0000":
         raise EntryError(f"{field}: year 0000 is outside 0001-9999: {text!r}", field=field)

@@ -301,6 +301,8 @@ def test_entries_are_hashable_values() -> None:
         encode_entry(BASE).replace(b'"k":"v"', b'"k":"v","k":"v"'),
         encode_entry(BASE).replace(b'"k":"v"', b'"k":"\\u0076"'),
         encode_entry(BASE) + b" ",
+        b"[" * 100_000,  # deeper than the JSON parser recurses
+        encode_entry(BASE).replace(b'"k":"v"', b'"k":' + b"[" * 50_000 + b"]" * 50_000),
     ],
 )
 def test_non_canonical_or_non_entry_bytes_are_refused(data: bytes) -> None:
@@ -419,3 +421,29 @@ def test_arbitrary_field_values_only_raise_the_error_family(fields: dict[str, An
         encode_entry(with_(**fields))
     except RunlogError:
         pass
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"seq": 10**5000},
+        {"version": 10**5000},
+        {"status": 10**5000},
+        {"trace_id": 10**5000},
+        {"ts": 10**5000},
+        {"attrs": {"x": 10**5000}},
+        {"attrs": {10**5000: 1}},
+        {"step": "x" * 100_000},
+    ],
+)
+def test_huge_values_are_refused_with_a_short_message(changes: dict[str, Any]) -> None:
+    with pytest.raises(EntryError) as caught:
+        encode_entry(with_(**changes))
+    assert len(str(caught.value)) < 200
+
+
+def test_circular_attrs_are_refused_not_recursed_forever() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(EntryError, match="deeper than 32"):
+        encode_entry(with_(attrs={"loop": loop}))
