@@ -85,7 +85,7 @@ def _read(item: ChainItem) -> _Read:
     else:
         problem = None
     if recorded is not None and recorded != digest:
-        shown = recorded.hex() if isinstance(recorded, bytes) else repr(recorded)
+        shown = recorded.hex() if isinstance(recorded, bytes) else f"a {type(recorded).__name__}"
         problem = ("edited", f"bytes hash to {digest.hex()}, the store recorded {shown}")
     return _Read(entry, digest, problem)
 
@@ -107,7 +107,7 @@ class RunChains:
         # trace_id -> (count, head hash, closed, last global seq); tuples keep the hot path cheap.
         self._runs: dict[str, tuple[int, bytes, bool, int]] = {}
 
-    def add(self, entry: Entry, digest: bytes) -> RunState:
+    def add(self, entry: Entry, digest: bytes) -> None:
         """Check one valid entry (with its hash) against its run and record it."""
         trace_id, run_seq, seq = entry.trace_id, entry.run_seq, entry.seq
         run = self._runs.get(trace_id)
@@ -138,7 +138,6 @@ class RunChains:
                     seq=last_seq, reason="edited", trace_id=trace_id, run_seq=count - 1,
                 )
         self._runs[trace_id] = (run_seq + 1, digest, entry.final, seq)
-        return RunState(trace_id, run_seq + 1, digest, entry.final, seq)
 
     def state(self, trace_id: str) -> RunState | None:
         """The run's state so far, or None if no entry of it has been seen."""
@@ -225,7 +224,7 @@ def verify_run_chain(entries: Iterable[ChainItem], *, trace_id: str | None = Non
     readable, else one past the last verified entry.
     """
     chains = RunChains()
-    state = None
+    count, last_seq = 0, -1
     reads = _reads(entries)
     current = next(reads, None)
     while current is not None:
@@ -233,11 +232,7 @@ def verify_run_chain(entries: Iterable[ChainItem], *, trace_id: str | None = Non
         entry, problem = current.entry, current.problem
         if entry is None or problem is not None:
             reason, message = problem or ("malformed", "unreadable entry")
-            if entry is not None:
-                at = entry.seq
-            else:
-                at = state.last_seq + 1 if state is not None and state.last_seq is not None else 0
-            raise ChainError(message, seq=at, reason=reason)
+            raise ChainError(message, seq=entry.seq if entry is not None else last_seq + 1, reason=reason)
         if trace_id is None:
             trace_id = entry.trace_id
         if entry.trace_id != trace_id:
@@ -246,24 +241,22 @@ def verify_run_chain(entries: Iterable[ChainItem], *, trace_id: str | None = Non
                 seq=entry.seq, reason="inserted", trace_id=trace_id, run_seq=entry.run_seq,
             )
         try:
-            state = chains.add(entry, current.digest)
+            chains.add(entry, current.digest)
         except RunChainError as error:
             nxt = upcoming.entry if upcoming is not None else None
-            expected_run_seq = state.count if state is not None else 0
             if (
                 error.reason == "missing"
                 and nxt is not None
                 and nxt.trace_id == trace_id
-                and expected_run_seq <= nxt.run_seq < entry.run_seq
+                and count <= nxt.run_seq < entry.run_seq
             ):
                 raise RunChainError(
                     f"run_seq {entry.run_seq} comes before run_seq {nxt.run_seq}",
                     seq=nxt.seq, reason="reordered", trace_id=trace_id, run_seq=nxt.run_seq,
                 ) from None
             raise
+        count, last_seq = entry.run_seq + 1, entry.seq
         current = upcoming
-    if state is not None:
-        return state
     if trace_id is None:
         raise InvalidInput("no entries and no trace_id: nothing to verify")
-    return RunState(trace_id, 0, None, False, None)
+    return chains.state(trace_id) or RunState(trace_id, 0, None, False, None)
