@@ -1,0 +1,116 @@
+"""Append receipts: the appliance's signed statement that it accepted entries.
+
+A receipt is a C2SP signed note, signed by the log key, whose text is:
+
+    runlog-receipt/v1
+    <origin>
+    <first seq>
+    <count>
+    <received_at>
+    base64(SHA-256(entry hash 0 || entry hash 1 || ... || entry hash count-1))
+
+One request gets one receipt covering all of its entries, so a batch of 1,000 costs one
+signature. The first line can never be a checkpoint's origin (`Receipt` refuses that origin), so
+a receipt cannot be mistaken for a checkpoint, which starts with the origin line.
+"""
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from appliance.core.errors import NoteFormatError, VerificationError
+from appliance.core.hashing import HASH_SIZE, sha256
+from appliance.core.keys import check_key_name
+from appliance.core.note import Signer, Verifier, open_note, sign_note
+from appliance.core.timefmt import check_utc
+
+HEADER = "runlog-receipt/v1"
+_COUNT = re.compile(r"0|[1-9][0-9]{0,15}")
+
+
+class ReceiptError(VerificationError):
+    """A receipt does not cover the entries it is said to cover."""
+
+
+def _count(text: str, name: str, minimum: int) -> int:
+    if _COUNT.fullmatch(text) is None or int(text) < minimum:
+        raise NoteFormatError(f"receipt {name} must be a decimal integer >= {minimum}, got {text!r}", field=name)
+    return int(text)
+
+
+def digest_of(entry_hashes: Iterable[bytes]) -> bytes:
+    """SHA-256 over the concatenated 32-byte entry hashes, in seq order."""
+    hashes = list(entry_hashes)
+    if any(type(h) is not bytes or len(h) != HASH_SIZE for h in hashes):
+        raise NoteFormatError("entry hashes must be 32 bytes each", field="entry_hashes")
+    return sha256(b"".join(hashes))
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """`count` entries from `first_seq`, accepted at `received_at`, whose hashes digest to `digest`."""
+
+    origin: str
+    first_seq: int
+    count: int
+    received_at: str
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        check_key_name(self.origin)
+        if self.origin == HEADER:
+            raise NoteFormatError(f"origin must not be {HEADER!r}", field="origin")
+        if type(self.first_seq) is not int or self.first_seq < 0:
+            raise NoteFormatError("receipt first_seq must be an integer >= 0", field="first_seq")
+        if type(self.count) is not int or self.count < 1:
+            raise NoteFormatError("receipt count must be an integer >= 1", field="count")
+        check_utc(self.received_at, field="received_at")
+        if type(self.digest) is not bytes or len(self.digest) != HASH_SIZE:
+            raise NoteFormatError("receipt digest must be 32 bytes", field="digest")
+
+    @classmethod
+    def for_entries(cls, origin: str, first_seq: int, received_at: str, entry_hashes: Sequence[bytes]) -> "Receipt":
+        return cls(origin, first_seq, len(entry_hashes), received_at, digest_of(entry_hashes))
+
+    @classmethod
+    def from_text(cls, text: str) -> "Receipt":
+        lines = text.split("\n")
+        if len(lines) != 7 or lines[6] != "" or lines[0] != HEADER:
+            raise NoteFormatError(f"a receipt is six lines starting with {HEADER!r}", field="receipt")
+        try:
+            digest = base64.b64decode(lines[5], validate=True)
+        except binascii.Error:
+            raise NoteFormatError("receipt digest is not base64", field="digest") from None
+        if base64.b64encode(digest).decode() != lines[5]:
+            raise NoteFormatError("receipt digest is not canonical base64", field="digest")
+        return cls(lines[1], _count(lines[2], "first_seq", 0), _count(lines[3], "count", 1), lines[4], digest)
+
+    def to_text(self) -> str:
+        digest = base64.b64encode(self.digest).decode()
+        return f"{HEADER}\n{self.origin}\n{self.first_seq}\n{self.count}\n{self.received_at}\n{digest}\n"
+
+    def check_covers(self, first_seq: int, entry_hashes: Sequence[bytes]) -> None:
+        """Raise `ReceiptError` unless this receipt covers exactly these entries from `first_seq`."""
+        if first_seq != self.first_seq or len(entry_hashes) != self.count:
+            raise ReceiptError(f"receipt covers seq {self.first_seq}..{self.first_seq + self.count - 1}, "
+                               f"not {first_seq}..{first_seq + len(entry_hashes) - 1}")
+        if digest_of(entry_hashes) != self.digest:
+            raise ReceiptError("entry hashes do not match the receipt's digest")
+
+
+def sign_receipt(receipt: Receipt, log_signer: Signer) -> str:
+    """The receipt as a signed note, signed by the log key (whose name is the origin)."""
+    if log_signer.name != receipt.origin:
+        raise NoteFormatError("the log key's name must be the receipt's origin", field="origin")
+    return sign_note(receipt.to_text(), [log_signer]).decode("utf-8")
+
+
+def open_receipt(note: str | bytes, log_verifier: Verifier, *, origin: str) -> Receipt:
+    """Signature first, then the body, then the origin."""
+    opened = open_note(note, [log_verifier])
+    receipt = Receipt.from_text(opened.text)
+    if receipt.origin != origin:
+        raise ReceiptError(f"receipt is from origin {receipt.origin!r}, expected {origin!r}")
+    return receipt

@@ -1,0 +1,51 @@
+"""Receipts: one signed note per accepted request, covering its entries by digest."""
+
+import pytest
+from hypothesis import given, strategies as st
+
+from appliance.core.checkpoint import open_checkpoint
+from appliance.core.errors import RunlogError, SignatureError
+from appliance.core.hashing import sha256
+from appliance.core.keys import generate_signer
+from appliance.core.receipt import Receipt, ReceiptError, open_receipt, sign_receipt
+
+ORIGIN = "runlog.example/log"
+SIGNER = generate_signer(ORIGIN, seed=bytes(range(32)))
+HASHES = [sha256(bytes([i])) for i in range(3)]
+AT = "2026-11-28T08:00:00.000001Z"
+
+
+def test_round_trip_and_coverage():
+    receipt = Receipt.for_entries(ORIGIN, 41, AT, HASHES)
+    opened = open_receipt(sign_receipt(receipt, SIGNER), SIGNER.verifier(), origin=ORIGIN)
+    assert opened == receipt and opened.count == 3
+    opened.check_covers(41, HASHES)
+    assert receipt.to_text().startswith("runlog-receipt/v1\nrunlog.example/log\n41\n3\n")
+
+
+@pytest.mark.parametrize("first_seq, hashes", [(42, HASHES), (41, HASHES[:2]), (41, HASHES[::-1])])
+def test_a_receipt_does_not_cover_other_entries(first_seq, hashes):
+    with pytest.raises(ReceiptError):
+        Receipt.for_entries(ORIGIN, 41, AT, HASHES).check_covers(first_seq, hashes)
+
+
+def test_tampered_or_foreign_receipts_are_refused():
+    note = sign_receipt(Receipt.for_entries(ORIGIN, 41, AT, HASHES), SIGNER)
+    with pytest.raises(SignatureError):
+        open_receipt(note.replace("\n41\n", "\n40\n"), SIGNER.verifier(), origin=ORIGIN)
+    with pytest.raises(SignatureError):
+        open_receipt(note, generate_signer(ORIGIN).verifier(), origin=ORIGIN)
+
+
+def test_a_receipt_is_never_a_checkpoint():
+    note = sign_receipt(Receipt.for_entries(ORIGIN, 0, AT, HASHES), SIGNER)
+    with pytest.raises(RunlogError):
+        open_checkpoint(note, SIGNER.verifier(), origin=ORIGIN)
+
+
+@given(st.text(max_size=300))
+def test_garbage_never_escapes_the_error_family(text):
+    try:
+        Receipt.from_text(text)
+    except RunlogError:
+        pass
