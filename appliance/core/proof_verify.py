@@ -64,7 +64,8 @@ def root_from_inclusion_proof(index: int, size: int, leaf_hash: bytes, proof: Se
     want = _inclusion_length(index, size)
     if len(path) != want:
         raise ProofError(
-            f"inclusion proof for leaf {index} in a tree of size {size} must have {want} hashes, got {len(path)}"
+            f"inclusion proof for leaf {index} in a tree of size {size} must have {want} hashes,"
+            f" got {len(path)}"
         )
     # RFC 9162 section 2.1.3.2, steps 2 to 5.
     fn, sn = index, size - 1
@@ -119,22 +120,51 @@ def verify_consistency(
     if old_size > new_size:
         raise ProofError(f"old size {old_size} is larger than new size {new_size}")
     if old_size == new_size or old_size == 0:
-        if path:
-            raise ProofError(f"a proof from size {old_size} to {new_size} must be empty, got {len(path)} hashes")
-        if old_size == 0 and first_hash != EMPTY_ROOT:
-            raise ProofError("old root is not the root of the empty tree", expected=first_hash, computed=EMPTY_ROOT)
-        if old_size == new_size and first_hash != second_hash:
-            raise ProofError(f"trees of equal size {old_size} have different roots", expected=second_hash, computed=first_hash)
+        _verify_without_proof(old_size, new_size, path, first_hash, second_hash)
         return
     want = _consistency_length(old_size, new_size)
     if len(path) != want:
-        raise ProofError(f"consistency proof from {old_size} to {new_size} must have {want} hashes, got {len(path)}")
-    # RFC 9162 section 2.1.4.2, steps 1 to 7 (0 < first < second holds here).
+        raise ProofError(
+            f"consistency proof from {old_size} to {new_size} must have {want} hashes, got {len(path)}"
+        )
+    fr, sr = _roots_from_consistency_path(old_size, new_size, path, first_hash)
+    if fr != first_hash:
+        raise ProofError(
+            f"consistency proof does not lead to the old root of size {old_size}",
+            expected=first_hash,
+            computed=fr,
+        )
+    if sr != second_hash:
+        raise ProofError(
+            f"consistency proof does not lead to the new root of size {new_size}",
+            expected=second_hash,
+            computed=sr,
+        )
+
+
+def _verify_without_proof(
+    old_size: int, new_size: int, path: list[bytes], first: bytes, second: bytes
+) -> None:
+    """The cases RFC 9162 leaves out (old size 0, or equal sizes): nothing to prove but the roots."""
+    if path:
+        raise ProofError(f"a proof from size {old_size} to {new_size} must be empty, got {len(path)} hashes")
+    if old_size == 0 and first != EMPTY_ROOT:
+        raise ProofError("old root is not the root of the empty tree", expected=first, computed=EMPTY_ROOT)
+    if old_size == new_size and first != second:
+        raise ProofError(
+            f"trees of equal size {old_size} have different roots", expected=second, computed=first
+        )
+
+
+def _roots_from_consistency_path(
+    first: int, second: int, path: list[bytes], first_hash: bytes
+) -> tuple[bytes, bytes]:
+    """RFC 9162 section 2.1.4.2 steps 1 to 6 for 0 < first < second: the old and new roots (fr, sr)."""
     if not path:
         raise ProofError("consistency proof is empty")
-    if old_size & (old_size - 1) == 0:
+    if first & (first - 1) == 0:
         path = [first_hash, *path]
-    fn, sn = old_size - 1, new_size - 1
+    fn, sn = first - 1, second - 1
     while fn & 1:
         fn >>= 1
         sn >>= 1
@@ -152,9 +182,7 @@ def verify_consistency(
             sr = node_hash(sr, c)
         fn >>= 1
         sn >>= 1
+    # Step 7's size check; the caller compares the roots.
     if sn != 0:
         raise ProofError("consistency proof is shorter than the path to the new root")
-    if fr != first_hash:
-        raise ProofError(f"consistency proof does not lead to the old root of size {old_size}", expected=first_hash, computed=fr)
-    if sr != second_hash:
-        raise ProofError(f"consistency proof does not lead to the new root of size {new_size}", expected=second_hash, computed=sr)
+    return fr, sr

@@ -39,7 +39,9 @@ class TileID:
         require_count(self.index, "index")
         require_count(self.width, "width")
         if self.level > MAX_TILE_LEVEL:
-            raise InvalidInput(f"tile level must be at most {MAX_TILE_LEVEL}, got {self.level}", field="level")
+            raise InvalidInput(
+                f"tile level must be at most {MAX_TILE_LEVEL}, got {self.level}", field="level"
+            )
         if not 1 <= self.width <= TILE_WIDTH:
             raise InvalidInput(f"tile width must be 1 to {TILE_WIDTH}, got {self.width}", field="width")
 
@@ -157,5 +159,8 @@ def tile_hashes_from_bytes(data: bytes) -> list[bytes]:
         raise InvalidInput(f"tile data must be bytes, got {type(data).__name__}", field="data")
     count, extra = divmod(len(data), HASH_SIZE)
     if extra or not 1 <= count <= TILE_WIDTH:
-        raise InvalidInput(f"tile data must be 1 to {TILE_WIDTH} hashes of {HASH_SIZE} bytes, got {len(data)} bytes", field="data")
+        raise InvalidInput(
+            f"tile data must be 1 to {TILE_WIDTH} hashes of {HASH_SIZE} bytes, got {len(data)} bytes",
+            field="data",
+        )
     return [require_hash(data[i : i + HASH_SIZE], f"data[{i}]") for i in range(0, len(data), HASH_SIZE)]

@@ -64,7 +64,8 @@ def vector_id(path: Path) -> str:
 def test_transparency_dev_inclusion_vector(path):
     case = json.loads(path.read_text())
     index = case["leafIdx"] if "leafIdx" in case else case["leafIndex"]
-    args = (index, case["treeSize"], b64(case["leafHash"]), [b64(p) for p in case["proof"] or []], b64(case["root"]))
+    proof = [b64(p) for p in case["proof"] or []]
+    args = (index, case["treeSize"], b64(case["leafHash"]), proof, b64(case["root"]))
     if case["wantErr"]:
         with pytest.raises(ProofError):
             verify_inclusion(*args)
@@ -76,7 +77,8 @@ def test_transparency_dev_inclusion_vector(path):
 @pytest.mark.parametrize("path", vector_files("consistency"), ids=vector_id)
 def test_transparency_dev_consistency_vector(path):
     case = json.loads(path.read_text())
-    args = (case["size1"], case["size2"], [b64(p) for p in case["proof"] or []], b64(case["root1"]), b64(case["root2"]))
+    proof = [b64(p) for p in case["proof"] or []]
+    args = (case["size1"], case["size2"], proof, b64(case["root1"]), b64(case["root2"]))
     if case.get("runlogWantErr", case["wantErr"]):
         with pytest.raises(ProofError):
             verify_consistency(*args)
