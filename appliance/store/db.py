@@ -1,0 +1,150 @@
+"""Connections and schema migrations for the SQLite store.
+
+One file; WAL so readers never block the writer; `synchronous=FULL` by default so an
+acknowledged append survives power loss. Migrations are a list of named functions applied in
+order and recorded in `PRAGMA user_version`. The evidence tables (entries, tiles, checkpoints)
+refuse UPDATE and DELETE in the database itself.
+"""
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.core.errors import RunlogError
+
+BUSY_TIMEOUT_MS = 10_000
+APPEND_ONLY_TABLES = ("entries", "tiles", "checkpoints")
+
+
+class StoreError(RunlogError):
+    """The store cannot be opened or is not in a state the appliance can use."""
+
+
+def connect(path: str | Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
+    """Open the store in WAL mode. Writers get `isolation_level=None` and manage transactions
+    themselves (`BEGIN IMMEDIATE`); readers open read-only."""
+    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+        raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+    if readonly:
+        conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _append_only_triggers(conn: sqlite3.Connection, table: str) -> None:
+    for action in ("UPDATE", "DELETE"):
+        conn.execute(
+            f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, 'runlog: the log is append-only: {action} on {table} is refused'); END"
+        )
+
+
+def _initial_schema(conn: sqlite3.Connection) -> None:
+    from appliance.store.tiles import TILE_SCHEMA
+
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    conn.execute(
+        """CREATE TABLE entries (
+            seq INTEGER PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            run_seq INTEGER NOT NULL,
+            step TEXT NOT NULL,
+            status TEXT NOT NULL,
+            final INTEGER NOT NULL,
+            ts TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            data BLOB NOT NULL,
+            hash BLOB NOT NULL
+        )"""
+    )
+    conn.execute("CREATE UNIQUE INDEX entries_by_run ON entries (trace_id, run_seq)")
+    # Derived from entries (rebuildable); kept so run queries and run heads need one lookup.
+    conn.execute(
+        """CREATE TABLE runs (
+            trace_id TEXT PRIMARY KEY,
+            count INTEGER NOT NULL,
+            head BLOB NOT NULL,
+            first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            first_ts TEXT NOT NULL,
+            last_ts TEXT NOT NULL,
+            source TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+            closed INTEGER NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX runs_recent ON runs (first_seq DESC)")
+    conn.execute("CREATE INDEX runs_by_status ON runs (status, first_seq DESC)")
+    conn.execute(
+        """CREATE TABLE checkpoints (
+            size INTEGER PRIMARY KEY,
+            root BLOB NOT NULL,
+            note TEXT NOT NULL,
+            cut_at TEXT NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE idempotency (
+            source TEXT NOT NULL,
+            key TEXT NOT NULL,
+            request_hash BLOB NOT NULL,
+            response TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID"""
+    )
+    conn.execute(
+        """CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash BLOB NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )"""
+    )
+    for statement in TILE_SCHEMA:
+        conn.execute(statement)
+    for table in APPEND_ONLY_TABLES:
+        _append_only_triggers(conn, table)
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("initial schema", _initial_schema),
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own transaction; return the schema version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(f"the store has schema version {version}, newer than this runlog knows "
+                         f"({len(MIGRATIONS)}); upgrade runlog")
+    for number, (_name, apply) in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            apply(conn)
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (key, value))
