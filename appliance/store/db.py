@@ -10,14 +10,10 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.core.errors import RunlogError
+from appliance.store.errors import StoreError
 
 BUSY_TIMEOUT_MS = 10_000
 APPEND_ONLY_TABLES = ("entries", "tiles", "checkpoints")
-
-
-class StoreError(RunlogError):
-    """The store cannot be opened or is not in a state the appliance can use."""
 
 
 def connect(path: str | Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
