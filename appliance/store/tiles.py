@@ -1,8 +1,252 @@
-"""Tile storage for Merkle proofs (C2SP tlog-tiles idea): full tiles of 256 hashes.
+"""Merkle tiles in SQLite (C2SP tlog-tiles, height 8) and the proofs read from them.
 
-First draft of the schema only; see the module's owner for the reader and writer.
+Two append-only tables:
+- `tiles`: every full tile, 256 hashes concatenated (8,192 bytes), under the rowid
+  `tile_key(level, index)`. A rowid table keeps each row's few local bytes in the B-tree and the
+  blob in two overflow pages, so a tile is one primary-key lookup and the tree costs ~34 bytes
+  per entry.
+- `tile_roots`: for every full tile, its root (the hash 8 levels above it), 32 bytes, under the
+  same key. The hashes of a level-L tile are the roots of level L-1 tiles, so this is what makes
+  the right-edge (partial) tiles of the higher levels cheap.
+
+Partial tiles are never stored (they would have to be rewritten as they grow): level 0 is hashed
+from its at most 255 `entries` rows, level L > 0 is read from at most 255 `tile_roots` rows of
+level L - 1. A partial tile of an older tree size is a prefix of a stored full tile when one
+exists.
 """
+
+import sqlite3
+from collections.abc import Callable
+
+from appliance.core.compact import CompactRange
+from appliance.core.errors import InvalidInput
+from appliance.core.hashing import HASH_SIZE, leaf_hash
+from appliance.core.proof_plan import consistency_proof, inclusion_proof
+from appliance.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileID, node_from_tile, tile_for_node
+from appliance.core.tree import NodeID, perfect_subtrees, require_count
+from appliance.store.db import StoreError
+
+TILE_BYTES = TILE_WIDTH * HASH_SIZE
+_INDEX_BITS = 56
 
 TILE_SCHEMA = [
     "CREATE TABLE tiles (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL)",
+    "CREATE TABLE tile_roots (id INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+    # db.APPEND_ONLY_TABLES covers `tiles`; the roots are evidence too.
+    *(
+        f"CREATE TRIGGER tile_roots_no_{action.lower()} BEFORE {action} ON tile_roots "
+        f"BEGIN SELECT RAISE(ABORT, 'runlog: the log is append-only: {action} on tile_roots is refused'); END"
+        for action in ("UPDATE", "DELETE")
+    ),
 ]
+
+
+class TreeSizeError(InvalidInput):
+    """A tree size or leaf index beyond the entries the store holds."""
+
+
+class TileStoreError(StoreError):
+    """The store lacks a tile, root or entry that its size says it holds, or holds a malformed one."""
+
+
+def tile_key(level: int, index: int) -> int:
+    """The rowid of tile `index` at tile `level` (and of its root). Requires index < 2**56, which
+    every tile of a tree below 2**63 entries satisfies; level above the index keeps levels apart."""
+    return level << _INDEX_BITS | index
+
+
+def _split(blob: bytes) -> list[bytes]:
+    return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
+
+
+def _full_tile(conn: sqlite3.Connection, level: int, index: int) -> list[bytes] | None:
+    row = conn.execute("SELECT CAST(hashes AS BLOB) FROM tiles WHERE id = ?", (tile_key(level, index),)).fetchone()
+    if row is None:
+        return None
+    if len(row[0]) != TILE_BYTES:
+        raise TileStoreError(f"stored tile {TileID(level, index).path} is not {TILE_BYTES} bytes")
+    return _split(row[0])
+
+
+def _right_edge_hashes(conn: sqlite3.Connection, level: int, index: int, width: int) -> list[bytes]:
+    """Hashes 0..width-1 of tile (`level`, `index`) rebuilt from entries (level 0) or from the roots
+    of the full tiles one level down. Requires those entries / full tiles to be committed."""
+    first = index * TILE_WIDTH
+    if level == 0:
+        rows = conn.execute("SELECT data FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq",
+                            (first, first + width)).fetchall()
+        hashes = [leaf_hash(row[0]) for row in rows]
+    else:
+        rows = conn.execute("SELECT CAST(hash AS BLOB) FROM tile_roots WHERE id >= ? AND id < ? ORDER BY id",
+                            (tile_key(level - 1, first), tile_key(level - 1, first + width))).fetchall()
+        hashes = [row[0] for row in rows]
+        if any(len(h) != HASH_SIZE for h in hashes):
+            raise TileStoreError(f"a stored root under tile {TileID(level, index, width).path} is not {HASH_SIZE} bytes")
+    if len(hashes) != width:
+        source = "entries" if level == 0 else f"roots of level-{level - 1} tiles"
+        raise TileStoreError(f"tile {TileID(level, index, width).path} needs {width} {source} "
+                             f"from {first}, the store has {len(hashes)}")
+    return hashes
+
+
+def read_tile(conn: sqlite3.Connection, tile: TileID) -> list[bytes]:
+    """The hashes of `tile`: a full tile from `tiles`; a partial one as the prefix of the stored full
+    tile if there is one, else rebuilt. Requires the tile to lie within the committed log."""
+    stored = _full_tile(conn, tile.level, tile.index)
+    if stored is not None:
+        return stored[: tile.width]
+    if tile.width == TILE_WIDTH:
+        raise TileStoreError(f"tile {tile.path} is missing from the store")
+    return _right_edge_hashes(conn, tile.level, tile.index, tile.width)
+
+
+class TileCollector:
+    """Gathers the hashes of the tile levels (tree levels 0, 8, 16, ...) as leaves are appended
+    and stores each tile, with its root, once it is full.
+
+    Writer protocol, per transaction: pass `on_node` to `Sequencer.extend` / `CompactRange.append`,
+    insert the entries rows, call `flush(conn)` inside the open transaction, COMMIT. If anything
+    fails, ROLLBACK and call `reset()`: the collector then forgets its in-memory state and, at the
+    next `flush`, reloads it from the store as of the first leaf it was given since.
+    """
+
+    def __init__(self) -> None:
+        """A collector for an empty log."""
+        self._counts: list[int] | None = []  # per tile level, hashes seen at tree level 8*L
+        self._partial: list[list[bytes]] = []  # per tile level, the hashes of its partial tile
+        self._full: list[tuple[int, bytes]] = []
+        self._roots: list[tuple[int, bytes]] = []
+        self._replay: list[tuple[NodeID, bytes]] = []  # nodes seen since reset(), before reloading
+
+    @classmethod
+    def resume(cls, conn: sqlite3.Connection, size: int) -> "TileCollector":
+        """A collector for the committed log of `size` entries, its partial tiles read from the store."""
+        collector = cls()
+        collector._load(conn, require_count(size, "size"))
+        return collector
+
+    def _load(self, conn: sqlite3.Connection, size: int) -> None:
+        self._counts, self._partial = [], []
+        level = 0
+        while size >> (TILE_HEIGHT * level):
+            count = size >> (TILE_HEIGHT * level)
+            index, width = divmod(count, TILE_WIDTH)
+            self._counts.append(count)
+            self._partial.append(_right_edge_hashes(conn, level, index, width) if width else [])
+            level += 1
+
+    def on_node(self, node: NodeID, hash_: bytes) -> None:
+        """Record a completed perfect node; nodes must arrive in `CompactRange.append` order."""
+        if node.level % TILE_HEIGHT:
+            return
+        if self._counts is None:
+            self._replay.append((node, hash_))
+            return
+        level = node.level // TILE_HEIGHT
+        if level == len(self._counts):
+            self._counts.append(0)
+            self._partial.append([])
+        if node.index != self._counts[level]:
+            raise InvalidInput(f"tile level {level} expected node {self._counts[level]} next, got {node}"
+                               " (collector resumed at the wrong size?)", field="node")
+        self._counts[level] += 1
+        hashes = self._partial[level]
+        hashes.append(hash_)
+        if level:
+            self._roots.append((tile_key(level - 1, node.index), hash_))
+        if len(hashes) == TILE_WIDTH:
+            self._full.append((tile_key(level, node.index // TILE_WIDTH), b"".join(hashes)))
+            hashes.clear()
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """INSERT the tiles (and roots) that became full. Call inside the writer's open transaction,
+        after the entries rows were inserted; the caller commits."""
+        if self._counts is None and self._replay:
+            first = self._replay[0][0]
+            if first.level != 0:
+                raise InvalidInput(f"after reset() the first node must be a leaf, got {first}", field="node")
+            self._load(conn, first.index)
+            replay, self._replay = self._replay, []
+            for node, hash_ in replay:
+                self.on_node(node, hash_)
+        if self._full:
+            conn.executemany("INSERT INTO tiles (id, hashes) VALUES (?, ?)", self._full)
+        if self._roots:
+            conn.executemany("INSERT INTO tile_roots (id, hash) VALUES (?, ?)", self._roots)
+        self._full, self._roots = [], []
+
+    def reset(self) -> None:
+        """Forget everything since the last commit: call after the transaction rolled back."""
+        self._counts, self._partial = None, []
+        self._full, self._roots, self._replay = [], [], []
+
+
+class TreeReader:
+    """Node hashes, roots, proofs and frontiers of any committed tree size, read from tiles.
+
+    Every call takes the tree size explicitly; the caller must know it is committed (e.g. from a
+    checkpoint or the writer). Sizes above the store's entry count raise `TreeSizeError`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def size(self) -> int:
+        """Entries in the store now (committed, as seen by this connection)."""
+        return self._conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0]
+
+    def _require_size(self, tree_size: int, field: str = "tree_size") -> int:
+        require_count(tree_size, field)
+        stored = self.size()
+        if tree_size > stored:
+            raise TreeSizeError(f"{field} {tree_size} is beyond the {stored} entries in the store", field=field)
+        return tree_size
+
+    def _reader(self, tree_size: int) -> Callable[[NodeID], bytes]:
+        """Node hashes of the tree of `tree_size`, reading each tile once."""
+        tiles: dict[TileID, list[bytes]] = {}
+
+        def read(node: NodeID) -> bytes:
+            tile = tile_for_node(node, tree_size).tile
+            hashes = tiles.get(tile)
+            if hashes is None:
+                hashes = tiles[tile] = read_tile(self._conn, tile)
+            return node_from_tile(hashes, node)
+
+        return read
+
+    def node(self, node_id: NodeID, tree_size: int) -> bytes:
+        """Hash of perfect node `node_id` (node_id.end <= tree_size) in the tree of `tree_size`."""
+        return self._reader(self._require_size(tree_size))(node_id)
+
+    def leaf_hash(self, index: int) -> bytes:
+        """The tree's leaf `index`: from its level-0 tile once full, else hashed from the entry."""
+        require_count(index, "index")
+        size = self.size()
+        if index >= size:
+            raise TreeSizeError(f"index {index} is beyond the {size} entries in the store", field="index")
+        tile, offset = divmod(index, TILE_WIDTH)
+        if index < size - size % TILE_WIDTH:
+            return read_tile(self._conn, TileID(0, tile))[offset]
+        row = self._conn.execute("SELECT data FROM entries WHERE seq = ?", (index,)).fetchone()
+        if row is None:
+            raise TileStoreError(f"entry {index} is missing from the store")
+        return leaf_hash(row[0])
+
+    def frontier(self, tree_size: int) -> CompactRange:
+        """The peaks of the tree of `tree_size`: enough to append to it and to compute its root."""
+        read = self._reader(self._require_size(tree_size))
+        return CompactRange.from_peaks(tree_size, [read(peak) for peak in perfect_subtrees(0, tree_size)])
+
+    def root(self, tree_size: int) -> bytes:
+        """RFC 9162 Merkle Tree Hash of the first `tree_size` entries."""
+        return self.frontier(tree_size).root()
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of leaf `index` (< tree_size) in the tree of `tree_size`."""
+        return inclusion_proof(index, tree_size, self._reader(self._require_size(tree_size)))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof from `old_size` to `new_size` (old_size <= new_size)."""
+        require_count(old_size, "old_size")
+        return consistency_proof(old_size, new_size, self._reader(self._require_size(new_size, "new_size")))
