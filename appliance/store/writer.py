@@ -1,0 +1,276 @@
+"""The single writer: one thread owns the write connection and commits appends in groups.
+
+Requests queue up while a commit is in flight; the next group takes everything queued (up to a
+bound) and commits it in one `BEGIN IMMEDIATE` transaction, so many concurrent requests share one
+fsync. Each request's future resolves only after its group's COMMIT returned, i.e. when the append
+is durable under `synchronous=FULL`. A request with an invalid event fails alone; a failed commit
+(disk full, read-only) fails its whole group and rolls the sequencer back, so nothing is half
+written and the next group continues the chain where the store really ends.
+"""
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from appliance.core.errors import EntryError, InvalidInput, RunlogError
+from appliance.core.note import Signer
+from appliance.core.receipt import Receipt, sign_receipt
+from appliance.core.sequencer import Appended, Event, RunHead, Sequencer
+from appliance.core.timefmt import format_utc
+from appliance.store.db import connect, migrate
+from appliance.store.errors import IdempotencyConflict, StoreUnavailable
+from appliance.store.startup import restore_log
+from appliance.store.tiles import TileCollector
+
+log = logging.getLogger("runlog.writer")
+
+MAX_GROUP_EVENTS = 20_000
+_STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One HTTP request's events, appended all or nothing."""
+
+    events: list[Event]
+    source: str
+    idempotency_key: str | None = None
+    request_hash: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What the producer gets back: where its entries landed and the signed receipt."""
+
+    first_seq: int
+    entry_hashes: tuple[bytes, ...]
+    received_at: str
+    receipt: str
+    replayed: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"first_seq": self.first_seq, "entry_hashes": [h.hex() for h in self.entry_hashes],
+                           "received_at": self.received_at, "receipt": self.receipt}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "AppendResult":
+        data = json.loads(text)
+        return cls(data["first_seq"], tuple(bytes.fromhex(h) for h in data["entry_hashes"]), data["received_at"],
+                   data["receipt"], replayed=True)
+
+
+_INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_RUN = """
+INSERT INTO runs (trace_id, count, head, first_seq, last_seq, started_at, updated_at, first_ts, last_ts,
+                  source, status, closed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (trace_id) DO UPDATE SET
+    count = excluded.count, head = excluded.head, last_seq = excluded.last_seq,
+    updated_at = excluded.updated_at, last_ts = excluded.last_ts, closed = excluded.closed,
+    status = CASE WHEN runs.status = 'failed' THEN 'failed' ELSE excluded.status END
+"""
+
+
+def _entry_row(item: Appended) -> tuple:
+    e = item.entry
+    return (e.seq, e.trace_id, e.run_seq, e.step, e.status, int(e.final), e.ts, e.received_at, e.source,
+            item.data, item.entry_hash)
+
+
+def _run_row(item: Appended) -> tuple:
+    e = item.entry
+    status = "failed" if e.status == "failed" else ("succeeded" if e.final else "running")
+    return (e.trace_id, e.run_seq + 1, item.entry_hash, e.seq, e.seq, e.received_at, e.received_at, e.ts, e.ts,
+            e.source, status, int(e.final))
+
+
+class Writer:
+    """Owns the write connection; `append` from any thread or event loop."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        origin: str,
+        signer: Signer,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        synchronous: str = "FULL",
+    ) -> None:
+        self._db_path, self._origin, self._signer, self._clock = db_path, origin, signer, clock
+        self._synchronous = synchronous
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._accepting = False
+        self._runs_cache: dict[str, RunHead] = {}
+        self._overlay: dict[str, RunHead] = {}
+        self._last_received_at = ""
+        self.commits = 0
+        self.last_group_events = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, verify and restore the log's head, and start the writer thread.
+
+        Raises `StoreCorrupt` (naming the first bad seq) instead of continuing a broken log."""
+        self._conn = connect(self._db_path, synchronous=self._synchronous)
+        migrate(self._conn)
+        restored = restore_log(self._conn)
+        self._sequencer = Sequencer(self._lookup_run, frontier=restored.frontier, head_hash=restored.head_hash)
+        self._last_received_at = restored.last_received_at
+        self._tiles = TileCollector.resume(self._conn, restored.frontier.size)
+        self._accepting = True
+        self._thread = threading.Thread(target=self._run, name="runlog-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting, commit everything already queued, then close the connection."""
+        if self._thread is None:
+            return
+        self._accepting = False
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+        self._conn.close()
+
+    @property
+    def size(self) -> int:
+        return self._sequencer.size
+
+    def root(self) -> bytes:
+        return self._sequencer.root()
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(self, request: AppendRequest) -> "Future[AppendResult]":
+        future: Future[AppendResult] = Future()
+        if not self._accepting:
+            future.set_exception(StoreUnavailable("the appliance is shutting down; retry shortly"))
+            return future
+        self._queue.put((request, future))
+        return future
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        return await asyncio.wrap_future(self.submit(request))
+
+    def append_sync(self, request: AppendRequest, timeout: float | None = 60.0) -> AppendResult:
+        return self.submit(request).result(timeout)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            group: list[tuple[AppendRequest, Future]] = []
+            item = self._queue.get()
+            events = 0
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    group.append(item)
+                    events += len(item[0].events)
+                if events >= MAX_GROUP_EVENTS:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if group:
+                self._commit_group(group)
+
+    def _lookup_run(self, trace_id: str) -> RunHead | None:
+        head = self._overlay.get(trace_id) or self._runs_cache.get(trace_id)
+        if head is not None:
+            return head
+        row = self._conn.execute("SELECT count, head, last_seq, closed FROM runs WHERE trace_id = ?",
+                                 (trace_id,)).fetchone()
+        return None if row is None else RunHead(row[0], row[1], row[2], bool(row[3]))
+
+    def _received_at(self) -> str:
+        # received_at never goes backwards in seq order, even if the clock does: daily roots
+        # ("every entry received before 00:00 UTC") rely on it.
+        now = format_utc(self._clock().astimezone(timezone.utc))
+        self._last_received_at = max(now, self._last_received_at)
+        return self._last_received_at
+
+    def _commit_group(self, group: list[tuple[AppendRequest, Future]]) -> None:
+        received_at = self._received_at()
+        frontier, head_hash = self._sequencer.frontier, self._sequencer.head_hash
+        outcomes: list[tuple[Future, AppendResult | BaseException]] = []
+        idempotent: dict[tuple[str, str], tuple[bytes, AppendResult]] = {}
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for request, future in group:
+                outcomes.append((future, self._apply(request, received_at, idempotent)))
+            self._tiles.flush(self._conn)
+            self._conn.execute("COMMIT")
+        except Exception as error:  # noqa: BLE001 - any failure must roll back and fail the group, not the thread
+            if isinstance(error, (sqlite3.Error, OSError)):
+                log.error("commit of %d requests failed: %s", len(group), error)
+            else:
+                log.exception("unexpected error while committing %d requests", len(group))
+            try:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rollback failed")
+            self._sequencer = Sequencer(self._lookup_run, frontier=frontier, head_hash=head_hash)
+            self._tiles.reset()
+            self._overlay.clear()
+            failure = StoreUnavailable(f"the store could not commit: {error}")
+            for _, future in group:
+                future.set_exception(failure)
+            return
+        self._runs_cache.update(self._overlay)
+        if len(self._runs_cache) > 100_000:
+            self._runs_cache.clear()
+        self._overlay.clear()
+        self.commits += 1
+        self.last_group_events = sum(len(request.events) for request, _ in group)
+        for future, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def _apply(self, request: AppendRequest, received_at: str,
+               idempotent: dict[tuple[str, str], tuple[bytes, AppendResult]]) -> AppendResult | RunlogError:
+        if not request.events:
+            return InvalidInput("a request must carry at least one event", field="events")
+        key = (request.source, request.idempotency_key) if request.idempotency_key else None
+        if key is not None:
+            earlier = idempotent.get(key)
+            if earlier is None:
+                row = self._conn.execute("SELECT request_hash, response FROM idempotency WHERE source = ? AND key = ?",
+                                         key).fetchone()
+                earlier = None if row is None else (row[0], AppendResult.from_json(row[1]))
+            if earlier is not None:
+                if earlier[0] != request.request_hash:
+                    return IdempotencyConflict(f"Idempotency-Key {request.idempotency_key!r} was already used "
+                                               "with different content")
+                return earlier[1]
+        try:
+            appended, touched = self._sequencer.extend(request.events, received_at, self._tiles.on_node)
+        except EntryError as error:
+            return error
+        self._conn.executemany(_INSERT_ENTRY, [_entry_row(item) for item in appended])
+        self._conn.executemany(_UPSERT_RUN, [_run_row(item) for item in appended])
+        self._overlay.update(touched)
+        hashes = tuple(item.entry_hash for item in appended)
+        receipt = Receipt.for_entries(self._origin, appended[0].entry.seq, received_at, hashes)
+        result = AppendResult(appended[0].entry.seq, hashes, received_at, sign_receipt(receipt, self._signer))
+        if key is not None:
+            self._conn.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                               (*key, request.request_hash, result.to_json(), received_at))
+            idempotent[key] = (request.request_hash, AppendResult.from_json(result.to_json()))
+        return result

@@ -1,0 +1,200 @@
+"""The single writer against real SQLite files: group commit, all-or-nothing requests,
+idempotency, receipts, restart, and refusing to continue a broken log."""
+
+import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from appliance.core.chain import RunChains, verify_global_chain
+from appliance.core.errors import EntryError
+from appliance.core.hashing import leaf_hash
+from appliance.core.keys import generate_signer
+from appliance.core.proof_verify import verify_inclusion
+from appliance.core.receipt import open_receipt
+from appliance.core.sequencer import Event, RunClosedError
+from appliance.core.tree import root_from_leaf_hashes
+from appliance.store.db import connect
+from appliance.store.errors import IdempotencyConflict, StoreCorrupt, StoreUnavailable
+from appliance.store.tiles import TreeReader
+from appliance.store.writer import AppendRequest, Writer
+
+ORIGIN = "runlog.test/log"
+SIGNER = generate_signer(ORIGIN, seed=b"\x07" * 32)
+
+
+def trace(n: int) -> str:
+    return f"{n + 1:032x}"
+
+
+def event(n: int, step: str = "step", status: str = "info", **extra) -> Event:
+    return Event(trace_id=trace(n), step=step, status=status, ts="2026-11-28T10:00:00Z", source="ci", **extra)
+
+
+def request(*events: Event, key: str | None = None, digest: bytes = b"") -> AppendRequest:
+    return AppendRequest(list(events), "ci", key, digest)
+
+
+def open_writer(path, **kwargs) -> Writer:
+    writer = Writer(path, origin=ORIGIN, signer=SIGNER, **kwargs)
+    writer.start()
+    return writer
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "runlog.sqlite"
+
+
+def stored(db) -> list[tuple[bytes, bytes]]:
+    conn = connect(db, readonly=True)
+    return conn.execute("SELECT data, hash FROM entries ORDER BY seq").fetchall()
+
+
+def test_concurrent_appends_share_commits_and_form_one_chain(db):
+    writer = open_writer(db)
+    results, errors = [], []
+
+    def client(n: int) -> None:
+        for i in range(40):
+            try:
+                results.append(writer.append_sync(request(event(n, f"s{i}"))))
+            except Exception as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.stop()
+    assert not errors
+    assert sorted(r.first_seq for r in results) == list(range(320))
+    assert writer.commits < 320, "concurrent requests should share commits"
+    rows = stored(db)
+    runs = RunChains()
+    assert verify_global_chain(rows, runs=runs).size == 320
+    assert {state.count for state in runs.states()} == {40}
+    reader = TreeReader(connect(db, readonly=True))
+    leaves = [leaf_hash(data) for data, _ in rows]
+    assert reader.root(320) == root_from_leaf_hashes(leaves)
+    verify_inclusion(123, 320, leaves[123], reader.inclusion_proof(123, 320), reader.root(320))
+
+
+def test_receipts_are_signed_and_cover_exactly_the_request(db):
+    writer = open_writer(db)
+    writer.append_sync(request(event(0)))
+    result = writer.append_sync(request(event(1, "a"), event(1, "b"), event(2, "c")))
+    writer.stop()
+    receipt = open_receipt(result.receipt, SIGNER.verifier(), origin=ORIGIN)
+    receipt.check_covers(1, list(result.entry_hashes))
+    assert [h for _, h in stored(db)[1:]] == list(result.entry_hashes)
+
+
+def test_a_bad_request_fails_alone_and_writes_nothing(db):
+    writer = open_writer(db)
+    good = writer.submit(request(event(0, "ok")))
+    bad = writer.submit(request(event(1, "fine"), event(1, "broken", status="exploded")))
+    after = writer.submit(request(event(2, "ok too")))
+    assert good.result().first_seq == 0
+    with pytest.raises(EntryError) as caught:
+        bad.result()
+    assert caught.value.field == "status"
+    assert after.result().first_seq == 1
+    writer.stop()
+    assert len(stored(db)) == 2
+
+
+def test_a_closed_run_takes_no_more_events(db):
+    writer = open_writer(db)
+    writer.append_sync(request(event(0, "start", "started")))
+    writer.append_sync(request(event(0, "done", "succeeded", final=True)))
+    with pytest.raises(RunClosedError):
+        writer.append_sync(request(event(0, "late")))
+    writer.stop()
+    conn = connect(db, readonly=True)
+    assert conn.execute("SELECT count, status, closed FROM runs").fetchone() == (2, "succeeded", 1)
+
+
+def test_a_failed_step_marks_the_run_failed_even_if_it_ends_well(db):
+    writer = open_writer(db)
+    writer.append_sync(request(event(0, "a", "failed"), event(0, "b", "succeeded", final=True)))
+    writer.stop()
+    assert connect(db, readonly=True).execute("SELECT status, closed FROM runs").fetchone() == ("failed", 1)
+
+
+def test_idempotent_retries_return_the_original_and_conflicts_are_refused(db):
+    writer = open_writer(db)
+    first = writer.append_sync(request(event(0), key="k1", digest=b"A"))
+    again = writer.append_sync(request(event(0), key="k1", digest=b"A"))
+    assert again.replayed and (again.first_seq, again.receipt) == (first.first_seq, first.receipt)
+    with pytest.raises(IdempotencyConflict):
+        writer.append_sync(request(event(0, "other"), key="k1", digest=b"B"))
+    same_group = [writer.submit(request(event(3), key="k2", digest=b"C")) for _ in range(5)]
+    assert len({f.result().first_seq for f in same_group}) == 1
+    writer.stop()
+    writer = open_writer(db)
+    assert writer.append_sync(request(event(0), key="k1", digest=b"A")).first_seq == first.first_seq
+    writer.stop()
+    assert len(stored(db)) == 2
+
+
+def test_a_failed_commit_fails_its_group_and_the_chain_continues(db):
+    writer = open_writer(db)
+    writer.append_sync(request(event(0, "before")))
+    saboteur = sqlite3.connect(db)
+    saboteur.execute("CREATE TRIGGER fail_boom BEFORE INSERT ON entries WHEN NEW.step = 'boom' "
+                     "BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END")
+    saboteur.commit()
+    with pytest.raises(StoreUnavailable, match="simulated disk failure"):
+        writer.append_sync(request(event(1, "boom")))
+    assert writer.append_sync(request(event(1, "after"))).first_seq == 1
+    writer.stop()
+    assert verify_global_chain(stored(db)).size == 2
+
+
+def test_restart_continues_the_same_log(db):
+    writer = open_writer(db)
+    for i in range(300):
+        writer.append_sync(request(event(i % 5, f"s{i}")))
+    root = writer.root()
+    writer.stop()
+    writer = open_writer(db)
+    assert writer.size == 300 and writer.root() == root
+    assert writer.append_sync(request(event(1, "next"))).first_seq == 300
+    writer.stop()
+    assert verify_global_chain(stored(db)).size == 301
+
+
+def test_received_at_never_goes_backwards(db):
+    moments = iter([datetime(2026, 11, 28, 12, tzinfo=timezone.utc), datetime(2026, 11, 28, 11, tzinfo=timezone.utc)])
+    writer = open_writer(db, clock=lambda: next(moments))
+    a = writer.append_sync(request(event(0)))
+    b = writer.append_sync(request(event(0)))
+    writer.stop()
+    assert a.received_at == b.received_at == "2026-11-28T12:00:00.000000Z"
+
+
+def edit(db, statement: str, *args) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.execute("DROP TRIGGER entries_no_delete")
+    conn.execute(statement, args)
+    conn.commit()
+
+
+@pytest.mark.parametrize("tamper, seq", [
+    ("""UPDATE entries SET data = CAST(replace(CAST(data AS TEXT), '"s3"', '"s4"') AS BLOB) WHERE seq = 3""", 3),
+    ("DELETE FROM entries WHERE seq = 5", 5),
+    ("UPDATE entries SET hash = zeroblob(32) WHERE seq = 7", 7),
+])
+def test_a_store_whose_chain_was_edited_refuses_to_start(db, tamper, seq):
+    writer = open_writer(db)
+    for i in range(10):
+        writer.append_sync(request(event(i % 2, f"s{i}")))
+    writer.stop()
+    edit(db, tamper)
+    with pytest.raises(StoreCorrupt) as caught:
+        open_writer(db)
+    assert caught.value.seq == seq
