@@ -73,7 +73,7 @@ def _right_edge_hashes(conn: sqlite3.Connection, level: int, index: int, width: 
     of the full tiles one level down. Requires those entries / full tiles to be committed."""
     first = index * TILE_WIDTH
     if level == 0:
-        rows = conn.execute("SELECT data FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq",
+        rows = conn.execute("SELECT CAST(data AS BLOB) FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq",
                             (first, first + width)).fetchall()
         hashes = [leaf_hash(row[0]) for row in rows]
     else:
@@ -228,7 +228,7 @@ class TreeReader:
         tile, offset = divmod(index, TILE_WIDTH)
         if index < size - size % TILE_WIDTH:
             return read_tile(self._conn, TileID(0, tile))[offset]
-        row = self._conn.execute("SELECT data FROM entries WHERE seq = ?", (index,)).fetchone()
+        row = self._conn.execute("SELECT CAST(data AS BLOB) FROM entries WHERE seq = ?", (index,)).fetchone()
         if row is None:
             raise TileStoreError(f"entry {index} is missing from the store")
         return leaf_hash(row[0])

@@ -4,8 +4,12 @@ exactly the full tiles; tampering shows in the proofs; rollbacks leave nothing b
 
 import random
 import sqlite3
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.core.compact import CompactRange
 from appliance.core.errors import InvalidInput, ProofError
@@ -236,6 +240,48 @@ def test_a_rolled_back_transaction_leaves_no_tile_and_the_next_one_continues(tmp
     assert count_tiles(conn) == (3, 3)
     assert reader.root(1000) == root_from_leaf_hashes(LEAVES[:1000])
     assert TileCollector.resume(conn, 1000)._partial == collector._partial
+
+
+OPERATIONS = st.lists(st.tuples(st.sampled_from(["commit", "fail before flush", "fail after flush", "restart"]),
+                                st.integers(1, 300)), max_size=12)
+
+
+@settings(max_examples=20)
+@given(OPERATIONS)
+def test_any_mix_of_commits_rollbacks_and_restarts_stores_the_same_tiles(operations):
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "store.sqlite"
+        conn = open_store(path)
+        collector, frontier = TileCollector(), CompactRange()
+        for kind, count in operations:
+            stop = frontier.size + count
+            if kind == "commit":
+                append(conn, frontier, collector, stop, batch=count)
+            elif kind == "restart":
+                conn.close()
+                conn = open_store(path)
+                collector = TileCollector.resume(conn, frontier.size)
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                doomed = frontier.copy()  # the writer restores the frontier it had before the group
+                for seq in range(frontier.size, stop):
+                    doomed.append(LEAVES[seq], collector.on_node)
+                conn.executemany(ENTRY_SQL, [(seq, seq, b"leaf %d" % seq) for seq in range(frontier.size, stop)])
+                if kind == "fail after flush":
+                    collector.flush(conn)
+                conn.execute("ROLLBACK")
+                collector.reset()
+        size = frontier.size
+        stored = dict(conn.execute("SELECT id, hashes FROM tiles"))
+        full = [t for t in tiles_for_size(size) if t.width == TILE_WIDTH]
+        assert sorted(stored) == sorted(tile_key(t.level, t.index) for t in full)
+        assert all(stored[tile_key(0, t.index)] == b"".join(LEAVES[t.start : t.end]) for t in full if t.level == 0)
+        assert conn.execute("SELECT count(*) FROM tile_roots").fetchone()[0] == len(full)
+        reader = TreeReader(conn)
+        for tree_size in {0, size, *range(0, size, 97)}:
+            assert reader.root(tree_size) == root_from_leaf_hashes(LEAVES[:tree_size])
+        assert reader.frontier(size) == frontier
+        conn.close()
 
 
 def test_a_collector_resumed_at_the_wrong_size_refuses_the_next_node(small):
