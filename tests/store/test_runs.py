@@ -1,13 +1,16 @@
 """Run queries against real SQLite stores filled with sequenced, chained entries."""
 
-import json
+from datetime import datetime, timezone
 
 import pytest
 
+from appliance.core.entry import decode_entry
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import sha256
-from appliance.core.sequencer import Event, RunHead, Sequencer
-from appliance.store.db import connect, migrate
+from appliance.core.keys import generate_signer
+from appliance.core.sequencer import Event
+from appliance.core.timefmt import parse_utc
+from appliance.store.db import connect
 from appliance.store.runs import (
     RunSummary,
     encode_cursor,
@@ -17,42 +20,29 @@ from appliance.store.runs import (
     list_runs,
     run_events,
 )
+from appliance.store.writer import AppendRequest, Writer
+
+ORIGIN = "runlog.test/log"
+SIGNER = generate_signer(ORIGIN, seed=b"\x05" * 32)
 
 RUN_A = "a" * 31 + "1"
 RUN_B = "b" * 31 + "2"
 
 
 class Log:
-    """Appends through the core Sequencer and keeps `runs` the way the writer documents it."""
+    """The real single writer, with a clock the test sets before each append."""
 
     def __init__(self, path):
-        self.conn = connect(path)
-        migrate(self.conn)
-        self.sequencer = Sequencer(self._lookup)
-
-    def _lookup(self, trace_id):
-        row = self.conn.execute("SELECT count, head, last_seq, closed FROM runs WHERE trace_id = ?",
-                                (trace_id,)).fetchone()
-        return None if row is None else RunHead(row[0], row[1], row[2], bool(row[3]))
+        self.now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+        self.writer = Writer(path, origin=ORIGIN, signer=SIGNER, clock=lambda: self.now)
+        self.writer.start()
 
     def append(self, events, received_at):
-        appended, _ = self.sequencer.extend(events, received_at)
-        self.conn.execute("BEGIN IMMEDIATE")
-        with self.conn:
-            for item in appended:
-                e = item.entry
-                self.conn.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                  (e.seq, e.trace_id, e.run_seq, e.step, e.status, int(e.final), e.ts,
-                                   e.received_at, e.source, item.data, item.entry_hash))
-                status = "failed" if e.status == "failed" else ("succeeded" if e.final else "running")
-                self.conn.execute(
-                    "INSERT INTO runs VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trace_id) DO UPDATE SET "
-                    "count = count + 1, head = excluded.head, last_seq = excluded.last_seq, "
-                    "updated_at = excluded.updated_at, last_ts = excluded.last_ts, closed = excluded.closed, "
-                    "status = CASE WHEN runs.status = 'failed' THEN 'failed' ELSE excluded.status END",
-                    (e.trace_id, item.entry_hash, e.seq, e.seq, e.received_at, e.received_at, e.ts, e.ts, e.source,
-                     status, int(e.final)))
-        return appended
+        """Append `events` as one request received at `received_at`; return their entry hashes."""
+        self.now = parse_utc(received_at)
+        result = self.writer.append_sync(AppendRequest(list(events), events[0].source))
+        assert result.received_at == received_at
+        return result.entry_hashes
 
 
 def event(trace_id, step, status="info", ts="2026-11-28T09:00:00Z", source="ci", **kwargs):
@@ -67,7 +57,7 @@ def trace(n):
 def log(tmp_path):
     log = Log(tmp_path / "store.sqlite")
     yield log
-    log.conn.close()
+    log.writer.stop()
 
 
 @pytest.fixture
@@ -89,7 +79,7 @@ def test_get_run_summarises_a_closed_run(log, reader):
         started_at="2026-11-28T10:00:00.000000Z", updated_at="2026-11-28T10:00:02.250000Z",
         first_ts="2026-11-28T09:00:00Z", last_ts="2026-11-28T09:00:07.5Z",
         duration_seconds=2.25, producer_duration_seconds=7.5,
-        head=last.entry_hash.hex(), first_seq=0, last_seq=2,
+        head=last.hex(), first_seq=0, last_seq=2,
     )
 
 
@@ -127,7 +117,7 @@ def test_run_events_come_in_run_order_with_attrs_and_span_ids_from_the_stored_by
     for row in rows:
         data, digest = get_entry(reader, row.seq)
         assert row.hash == digest.hex() == sha256(data).hex()
-        assert json.loads(data)["step"] == row.step
+        assert decode_entry(data).step == row.step
 
 
 def test_run_events_page_by_run_seq(log, reader):
@@ -141,8 +131,9 @@ def test_run_events_page_by_run_seq(log, reader):
 
 
 def test_get_entry_returns_the_stored_bytes_and_hash(log, reader):
-    appended = log.append([event(RUN_A, "a")], "2026-11-28T10:00:00.000000Z")[0]
-    assert get_entry(reader, 0) == (appended.data, appended.entry_hash)
+    digest = log.append([event(RUN_A, "a")], "2026-11-28T10:00:00.000000Z")[0]
+    data, stored = get_entry(reader, 0)
+    assert stored == digest == sha256(data) and decode_entry(data).trace_id == RUN_A
     assert get_entry(reader, 1) is None
 
 
