@@ -1,10 +1,31 @@
-"""The `runlog` command: thin wrappers over the library; messages to stderr, results to stdout."""
+"""The `runlog` command: thin wrappers over the library. Results go to stdout (so
+`TOKEN=$(runlog token create ci --scopes append)` works), messages to stderr."""
 
 import argparse
+import json
+import os
+import signal
 import sys
+from datetime import datetime, timezone
 
 from appliance import __version__
 from appliance.core.errors import RunlogError
+
+
+def _settings():
+    from appliance.settings import Settings
+
+    return Settings.from_env()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _now() -> str:
+    from appliance.core.timefmt import format_utc
+
+    return format_utc(datetime.now(timezone.utc))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -14,13 +35,175 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from appliance.service import init_appliance
+
+    settings = _settings()
+    result = init_appliance(settings)
+    _say(f"runlog store at {settings.db_path}, keys in {settings.keys_dir}")
+    if result.admin_token:
+        _say("admin token (shown once; keep it in a secret store):")
+        print(result.admin_token)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from appliance.service import init_appliance
+    from appliance.web.app import create_app
+
+    settings = _settings()
+    result = init_appliance(settings)
+    if result.admin_token:
+        _say(f"admin token (shown once; keep it in a secret store): {result.admin_token}")
+    _say(f"runlog {__version__} serving {settings.origin} at {settings.public_url} (store {settings.db_path})")
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, access_log=False,
+                            log_level="warning", lifespan="on", timeout_graceful_shutdown=20)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan drains the writer), then re-raises
+    # the signal with the handler that was installed before it: make that a clean exit, status 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _store_write():
+    from appliance.store.db import connect, migrate
+
+    settings = _settings()
+    conn = connect(settings.db_path, synchronous=settings.synchronous)
+    migrate(conn)
+    return conn
+
+
+def _token(args: argparse.Namespace) -> int:
+    from appliance.store.tokens import create_token, list_tokens, parse_scopes, revoke_token
+
+    conn = _store_write()
+    if args.token_command == "list":
+        for token in list_tokens(conn):
+            state = f"revoked {token.revoked_at}" if token.revoked_at else "active"
+            print(f"{token.id}\t{token.name}\t{','.join(sorted(token.scopes))}\t{token.created_at}\t{state}")
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if args.token_command == "create":
+            secret, info = create_token(conn, args.name, parse_scopes(args.scopes), now=_now())
+        else:
+            info = revoke_token(conn, args.name, now=_now())
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if args.token_command == "create":
+        _say(f"token {info.name!r} with scopes {','.join(sorted(info.scopes))} (shown once):")
+        print(secret)
+    else:
+        _say(f"token {info.name!r} revoked")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from appliance.store import runs
+    from appliance.store.db import connect
+
+    conn = connect(_settings().db_path, readonly=True)
+    if args.runs_command == "list":
+        page = runs.list_runs(conn, status=args.status, limit=args.limit)
+        for run in page.runs:
+            print(f"{run.trace_id}\t{run.status}\t{run.steps} steps\t{run.started_at}\t{run.source}")
+        return 0
+    summary = runs.get_run(conn, args.trace_id)
+    if summary is None:
+        _say(f"no run with trace_id {args.trace_id}")
+        return 1
+    print(f"run {summary.trace_id}: {summary.status}, {summary.steps} steps, {summary.duration_seconds:.3f} s")
+    for event in runs.run_events(conn, args.trace_id, limit=runs.MAX_EVENTS_PAGE):
+        attrs = json.dumps(event.attrs, ensure_ascii=False) if event.attrs else ""
+        print(f"{event.run_seq:>5} seq {event.seq:<8} {event.received_at}  {event.status:<9} {event.step} {attrs}")
+    return 0
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from appliance.client import RunlogClient
+
+    url, token = os.environ.get("RUNLOG_URL", "http://127.0.0.1:8080"), os.environ.get("RUNLOG_TOKEN")
+    if not token:
+        _say("runlog emit: set RUNLOG_TOKEN to a token with the append scope")
+        return 2
+    attrs = {}
+    for pair in args.attr:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            _say(f"runlog emit: --attr takes KEY=VALUE, got {pair!r}")
+            return 2
+        attrs[key] = value
+    import httpx
+
+    from appliance.client import ClientError
+
+    try:
+        with RunlogClient(url, token) as client:
+            traceparent = os.environ.get("TRACEPARENT")
+            if not traceparent:
+                print(client.start_run(args.step, attrs=attrs).traceparent)
+            else:
+                print(client.record(traceparent, args.step, args.status, attrs=attrs, final=args.final).traceparent)
+    except ClientError as error:
+        _say(f"runlog emit: the appliance refused the event: {error}")
+        return 1
+    except httpx.HTTPError as error:
+        _say(f"runlog emit: cannot reach {url}: {error}")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runlog", description="Provable automation runs: log, sign, anchor, verify.")
     parser.add_argument("--version", action="version", version=f"runlog {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser("demo", help="log one run in memory, sign a checkpoint, verify proofs",
-                               description="Demonstrate the evidence core without touching disk or network.")
-    demo.set_defaults(handler=_demo)
+
+    def command(name: str, handler, help: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=description)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("demo", _demo, "log one run in memory, sign a checkpoint, verify proofs",
+            "Demonstrate the evidence core without touching disk or network.")
+    command("init", _init, "create the data directory, keys, store and an admin token",
+            "Create what is missing under RUNLOG_DATA_DIR and RUNLOG_KEYS_DIR; print a new admin token once.")
+    command("serve", _serve, "run the appliance's HTTP API",
+            "Initialise on first start, then serve on RUNLOG_HOST:RUNLOG_PORT until SIGTERM.")
+
+    token = command("token", _token, "create, list or revoke API tokens", "Manage bearer tokens in the local store.")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token and print it once")
+    create.add_argument("name", help="the token's name; events appended with it carry it as their source")
+    create.add_argument("--scopes", required=True, help="comma-separated: append, read, export, admin")
+    token_commands.add_parser("list", help="list tokens (never their secrets)")
+    revoke = token_commands.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
+
+    runs = command("runs", _runs, "list runs or show one run", "Read runs from the local store.")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    listing = runs_commands.add_parser("list", help="most recent runs first")
+    listing.add_argument("--status", choices=["running", "succeeded", "failed"])
+    listing.add_argument("--limit", type=int, default=20)
+    show = runs_commands.add_parser("show", help="one run and its events")
+    show.add_argument("trace_id")
+
+    emit = command("emit", _emit, "send one event from a shell script",
+                   "Send a step event to RUNLOG_URL with RUNLOG_TOKEN, continuing TRACEPARENT (or starting a run "
+                   "when it is unset); print the traceparent for the next step.")
+    emit.add_argument("step")
+    emit.add_argument("--status", default="info", choices=["started", "succeeded", "failed", "skipped", "info"])
+    emit.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE")
+    emit.add_argument("--final", action="store_true", help="this event closes the run")
     return parser
 
 

@@ -79,6 +79,7 @@ def _initial_schema(conn: sqlite3.Connection) -> None:
     )
     conn.execute("CREATE INDEX runs_recent ON runs (first_seq DESC)")
     conn.execute("CREATE INDEX runs_by_status ON runs (status, first_seq DESC)")
+    conn.execute("CREATE INDEX runs_by_source ON runs (source, first_seq DESC)")
     conn.execute(
         """CREATE TABLE checkpoints (
             size INTEGER PRIMARY KEY,
@@ -107,6 +108,7 @@ def _initial_schema(conn: sqlite3.Connection) -> None:
             revoked_at TEXT
         )"""
     )
+    conn.execute("CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL")
     for statement in TILE_SCHEMA:
         conn.execute(statement)
     for table in APPEND_ONLY_TABLES:

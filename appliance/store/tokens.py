@@ -35,6 +35,7 @@ MIN_ADOPTED_TOKEN_CHARS = 24
 MAX_TOKEN_CHARS = 512
 MAX_NAME_CHARS = 64
 DEFAULT_CACHE_TTL = 0.5
+MISS_REFRESH_INTERVAL = 0.05
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_NAME_CHARS)
 # RFC 6750 b64token: what may follow "Bearer " in an Authorization header.
@@ -226,6 +227,7 @@ class TokenAuthenticator:
         self._lock = threading.Lock()
         self._active: tuple[tuple[bytes, TokenInfo], ...] = ()
         self._expires = float("-inf")
+        self._loaded_at = float("-inf")
         self._generation = 0
 
     def invalidate(self) -> None:
@@ -252,6 +254,7 @@ class TokenAuthenticator:
                 rows = self._conn.execute(
                     f"SELECT token_hash, {_COLUMNS} FROM tokens WHERE revoked_at IS NULL").fetchall()
                 self._active = tuple((bytes(row[0]), _info(row[1:])) for row in rows)
+                self._loaded_at = now
                 # An invalidate() during the read may describe a change the read missed.
                 self._expires = now + self._ttl if generation == self._generation else float("-inf")
             return self._active
@@ -265,8 +268,18 @@ class TokenAuthenticator:
         if type(presented) is not str or not 0 < len(presented) <= MAX_TOKEN_CHARS or not presented.isascii():
             return None
         digest = hash_token(presented)
+        found = self._match(self._current(), digest)
+        if found is None and self._clock() - self._loaded_at >= MISS_REFRESH_INTERVAL:
+            # A token created a moment ago (by `runlog token create`) works at once; unknown
+            # tokens cause at most one table read per interval, so guessing cannot load the store.
+            self.invalidate()
+            found = self._match(self._current(), digest)
+        return found
+
+    @staticmethod
+    def _match(active: tuple[tuple[bytes, TokenInfo], ...], digest: bytes) -> TokenInfo | None:
         found = None
-        for stored, info in self._current():
+        for stored, info in active:
             if hmac.compare_digest(stored, digest):
                 found = info
         return found

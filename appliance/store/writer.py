@@ -143,6 +143,10 @@ class Writer:
         self._conn.close()
 
     @property
+    def running(self) -> bool:
+        return self._accepting and self._thread is not None and self._thread.is_alive()
+
+    @property
     def size(self) -> int:
         return self._sequencer.size
 
