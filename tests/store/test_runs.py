@@ -257,7 +257,7 @@ def test_invalid_arguments_name_the_field(reader, call, field):
     (lambda c: get_run(c, RUN_A), "USING PRIMARY KEY"),
     (lambda c: run_events(c, RUN_A, after_run_seq=3), "USING INDEX entries_by_run"),
     (lambda c: list_runs(c), "USING INDEX runs_recent"),
-    (lambda c: list_runs(c, source="odd"), "USING INDEX runs_recent"),
+    (lambda c: list_runs(c, source="odd"), "USING INDEX runs_by_source"),
     (lambda c: list_runs(c, since="2026-11-28T10:00:02Z", until="2026-11-28T10:00:05Z"), "USING INDEX runs_recent"),
     (lambda c: list_runs(c, status="failed", cursor=encode_cursor(9)), "USING INDEX runs_by_status"),
     (lambda c: find_runs_by_prefix(c, "deadbeef"), "USING PRIMARY KEY"),
