@@ -1,0 +1,188 @@
+"""The appliance's configuration, read from `RUNLOG_*` environment variables in this one place.
+
+Every variable has a default that runs on one laptop. An empty value counts as unset (so
+`RUNLOG_PORT= runlog serve` means the default), an invalid one raises `SettingsError` naming the
+variable. Secrets come from the variable or from a file named by `<VAR>_FILE` (Docker and
+Kubernetes secrets), never both; a file's trailing newline is dropped. Secrets never appear in
+`repr()`.
+"""
+
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from appliance.core.errors import NoteFormatError, RunlogError
+from appliance.core.keys import check_key_name
+from appliance.core.receipt import HEADER as RECEIPT_HEADER
+
+MIB = 1024 * 1024
+DAY_SECONDS = 86_400
+SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+MIN_ADMIN_TOKEN_CHARS = 16
+
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]{1,253}")
+
+
+class SettingsError(RunlogError):
+    """An environment variable holds a value the appliance cannot use; the message names it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Validated configuration. Build it with `Settings.from_env()`, or directly in tests.
+
+    `checkpoint_interval` is in seconds; `public_url` and `slack_api_url` have no trailing slash
+    and one, respectively (`public_url + "/v1/..."`, `slack_api_url + "chat.postMessage"`).
+    """
+
+    data_dir: Path = Path("data")
+    keys_dir: Path = Path("data/keys")
+    origin: str = "localhost/runlog"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    checkpoint_interval: float = 300.0
+    max_body_bytes: int = 8 * MIB
+    max_batch: int = 1000
+    synchronous: str = "FULL"
+    admin_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "runlog.sqlite"
+
+    def __repr__(self) -> str:
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr]
+        hidden = [f"{f.name}={'<set>' if getattr(self, f.name) else None}" for f in fields(self) if not f.repr]
+        return f"Settings({', '.join(shown + hidden)})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """Read and check every `RUNLOG_*` setting; raise `SettingsError` on the first bad one."""
+        data_dir = Path(_get(env, "RUNLOG_DATA_DIR") or "./data")
+        host = _host(_get(env, "RUNLOG_HOST") or "127.0.0.1")
+        port = _integer(env, "RUNLOG_PORT", 8080, 1, 65_535)
+        default_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        return cls(
+            data_dir=data_dir,
+            keys_dir=Path(_get(env, "RUNLOG_KEYS_DIR") or data_dir / "keys"),
+            origin=_origin(_get(env, "RUNLOG_ORIGIN") or "localhost/runlog"),
+            host=host,
+            port=port,
+            public_url=_url(env, "RUNLOG_PUBLIC_URL", default_url).rstrip("/"),
+            checkpoint_interval=_seconds(env, "RUNLOG_CHECKPOINT_INTERVAL", 300.0),
+            max_body_bytes=_integer(env, "RUNLOG_MAX_BODY_BYTES", 8 * MIB, 1024, 1024 * MIB),
+            max_batch=_integer(env, "RUNLOG_MAX_BATCH", 1000, 1, 100_000),
+            synchronous=_synchronous(env),
+            admin_token=_secret(env, "RUNLOG_ADMIN_TOKEN", min_chars=MIN_ADMIN_TOKEN_CHARS),
+            slack_signing_secret=_secret(env, "RUNLOG_SLACK_SIGNING_SECRET"),
+            slack_bot_token=_secret(env, "RUNLOG_SLACK_BOT_TOKEN"),
+            slack_api_url=_url(env, "RUNLOG_SLACK_API_URL", "https://slack.com/api/").rstrip("/") + "/",
+        )
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value else None
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = _get(env, name)
+    if text is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,12}", text.strip()):
+        raise SettingsError(name, f"must be a whole number {low}..{high}, got {text[:40]!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be {low}..{high}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = _get(env, name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(name, f"must be a number of seconds, got {text[:40]!r}") from None
+    # A daily root needs a checkpoint at least once a day.
+    if not math.isfinite(value) or not 0 < value <= DAY_SECONDS:
+        raise SettingsError(name, f"must be more than 0 and at most {DAY_SECONDS} seconds, got {text[:40]!r}")
+    return value
+
+
+def _synchronous(env: Mapping[str, str]) -> str:
+    text = (_get(env, "RUNLOG_SYNCHRONOUS") or "FULL").strip().upper()
+    if text not in SYNCHRONOUS_MODES:
+        raise SettingsError("RUNLOG_SYNCHRONOUS", f"must be one of {', '.join(SYNCHRONOUS_MODES)}, got {text[:20]!r}")
+    return text
+
+
+def _origin(text: str) -> str:
+    try:
+        check_key_name(text)
+    except NoteFormatError as error:
+        raise SettingsError("RUNLOG_ORIGIN", f"not a valid note key name: {error}") from None
+    if text == RECEIPT_HEADER:
+        raise SettingsError("RUNLOG_ORIGIN", f"{RECEIPT_HEADER!r} is reserved for receipts")
+    return text
+
+
+def _host(text: str) -> str:
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(host):
+        raise SettingsError("RUNLOG_HOST", f"must be an IP address or a host name, got {text[:60]!r}")
+    return host
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    text = _get(env, name)
+    if text is None:
+        return default
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as error:
+        raise SettingsError(name, f"not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError(name, f"must be an http(s) URL without query or fragment, got {text[:80]!r}")
+    return text.strip()
+
+
+def _secret(env: Mapping[str, str], name: str, *, min_chars: int = 1) -> str | None:
+    """The secret from `name` or from the file `name_FILE` names; never both."""
+    file_name = f"{name}_FILE"
+    value, path = _get(env, name), _get(env, file_name)
+    if value is not None and path is not None:
+        raise SettingsError(name, f"set either {name} or {file_name}, not both")
+    if path is not None:
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(file_name, f"cannot read {path!r}: {error.__class__.__name__}") from None
+        name = file_name
+    if value is None:
+        return None
+    if not _VISIBLE_ASCII.fullmatch(value) or not min_chars <= len(value) <= 512:
+        raise SettingsError(name, f"must be {min_chars}..512 printable ASCII characters without spaces")
+    return value

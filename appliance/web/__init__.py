@@ -1,0 +1,1 @@
+"""HTTP layer: Litestar app pieces (request parsing, schemas, errors, auth)."""
