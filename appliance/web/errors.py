@@ -18,9 +18,14 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.core.errors import InvalidInput, RunlogError
 from appliance.core.sequencer import RunClosedError
-from appliance.store.db import StoreError
+# The store raises these (dependencies point from web to store); re-exported for handlers.
+from appliance.store.errors import IdempotencyConflict, StoreCorrupt, StoreError, StoreUnavailable
 from appliance.web.ingest import UnsupportedMediaType
 from appliance.web.schemas import ErrorDetail, ErrorOut
+
+__all__ = ["BEARER_CHALLENGE", "ERROR_TABLE", "EXCEPTION_HANDLERS", "ConflictError", "Forbidden", "IdempotencyConflict",
+           "NotFound", "PayloadTooLarge", "StoreCorrupt", "StoreError", "StoreUnavailable", "Unauthorized",
+           "error_response", "status_for"]
 
 logger = logging.getLogger("appliance.web")
 _MISSING_PARAMETER = re.compile(r"Missing required \w+ parameter '([^']+)'")
@@ -30,10 +35,6 @@ BEARER_CHALLENGE = 'Bearer realm="runlog"'
 
 class ConflictError(RunlogError):
     """The request conflicts with what the log already holds."""
-
-
-class IdempotencyConflict(ConflictError):
-    """An Idempotency-Key was used before for a request with different content."""
 
 
 class NotFound(RunlogError):
@@ -52,10 +53,6 @@ class Forbidden(RunlogError):
     """The token is valid but lacks the scope the route needs."""
 
 
-class StoreUnavailable(RunlogError):
-    """The store cannot take requests now (not open yet, shutting down, or failed)."""
-
-
 # Most specific first: the first class the error is an instance of decides.
 ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (UnsupportedMediaType, 415, "unsupported_media_type"),
@@ -68,6 +65,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (StoreUnavailable, 503, "store_unavailable"),
+    (StoreCorrupt, 503, "store_corrupt"),
     (StoreError, 503, "store_unavailable"),
 )
 

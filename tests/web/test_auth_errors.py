@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from appliance.core.errors import EntryError, InvalidInput, RunlogError, VerificationError
 from appliance.core.sequencer import RunClosedError
-from appliance.store.db import StoreError
+from appliance.store.errors import StoreCorrupt, StoreError
 from appliance.web.auth import TokenInfo, current_token, require_scope, token_of
 from appliance.web.errors import (
     EXCEPTION_HANDLERS,
@@ -65,7 +65,8 @@ RAISED: dict[str, Exception] = {
     "unauthorized": Unauthorized("no token"),
     "forbidden": Forbidden("no scope"),
     "unavailable": StoreUnavailable("store closed"),
-    "store": StoreError("cannot open /srv/secret/path.sqlite"),
+    "store": StoreError("the store has schema version 9, newer than this runlog knows"),
+    "corrupt": StoreCorrupt("chain broken", seq=41),
     "unmapped": VerificationError("chain broken at /srv/secret/path"),
     "bug": ValueError("secret internals /srv/secret/path"),
 }
@@ -195,6 +196,7 @@ def test_unknown_scope_is_refused_when_the_route_is_defined():
     ("forbidden", 403, "forbidden", None),
     ("unavailable", 503, "store_unavailable", None),
     ("store", 503, "store_unavailable", None),
+    ("corrupt", 503, "store_corrupt", None),
 ])
 def test_domain_errors_map_to_statuses_in_one_table(client, kind, status, code, field):
     response = client.get(f"/raise/{kind}")
