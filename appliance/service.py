@@ -1,0 +1,136 @@
+"""Set up and open an appliance: data directory, keys, store, admin token, writer.
+
+`init_appliance` is idempotent: it creates what is missing and never replaces a key or an
+existing admin token. `open_appliance` loads what `init_appliance` made and starts the writer.
+"""
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from appliance.core.cosignature import CosignatureSigner, generate_cosigner
+from appliance.core.keys import NoteSigner, generate_signer
+from appliance.core.timefmt import format_utc
+from appliance.keyfile import load_signer, save_signer, save_verifier
+from appliance.settings import Settings
+from appliance.store.db import connect, get_meta, migrate, set_meta
+from appliance.store.errors import StoreError
+from appliance.store.tokens import TokenAuthenticator, create_token, hash_token, list_tokens
+from appliance.store.writer import Writer
+
+LOG_KEY, CLOCK_KEY = "log", "clock"
+
+
+def clock_key_name(origin: str) -> str:
+    """The timestamp cosigner's key name: distinct from the log key, tied to the same origin."""
+    return f"{origin}/clock"
+
+
+@dataclass(frozen=True)
+class InitResult:
+    created_store: bool
+    admin_token: str | None  # set only when a token was generated now: show it once
+
+
+def _now() -> str:
+    return format_utc(datetime.now(timezone.utc))
+
+
+def _ensure_key(keys_dir: Path, stem: str, make: Callable[[], NoteSigner | CosignatureSigner]) -> None:
+    private = keys_dir / f"{stem}.key"
+    if private.exists():
+        return
+    signer = make()
+    save_signer(private, signer)
+    public = keys_dir / f"{stem}.pub"
+    if public.exists():
+        public.unlink()  # a stale public key without its private half would mislead verifiers
+    save_verifier(public, signer.verifier())
+
+
+def _ensure_admin_token(conn: sqlite3.Connection, settings: Settings) -> str | None:
+    active = [t for t in list_tokens(conn, include_revoked=False) if "admin" in t.scopes]
+    if settings.admin_token is not None:
+        digest = hash_token(settings.admin_token)
+        known = conn.execute("SELECT 1 FROM tokens WHERE token_hash = ?", (digest,)).fetchone()
+        if not known:
+            names = {t.name for t in list_tokens(conn, include_revoked=False)}
+            name = "admin" if "admin" not in names else "admin-env"
+            create_token(conn, name, {"admin"}, now=_now(), token=settings.admin_token)
+        return None
+    if active:
+        return None
+    token, _ = create_token(conn, "admin", {"admin"}, now=_now())
+    return token
+
+
+def init_appliance(settings: Settings) -> InitResult:
+    """Create the data and keys directories, both signing keys, the store and an admin token."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _ensure_key(settings.keys_dir, LOG_KEY, lambda: generate_signer(settings.origin))
+    _ensure_key(settings.keys_dir, CLOCK_KEY, lambda: generate_cosigner(clock_key_name(settings.origin)))
+    created = not settings.db_path.exists()
+    conn = connect(settings.db_path, synchronous=settings.synchronous)
+    try:
+        migrate(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            origin = get_meta(conn, "origin")
+            if origin is None:
+                set_meta(conn, "origin", settings.origin)
+                set_meta(conn, "created_at", _now())
+            elif origin != settings.origin:
+                raise StoreError(f"this store belongs to origin {origin!r}, but RUNLOG_ORIGIN is "
+                                 f"{settings.origin!r}; set RUNLOG_ORIGIN={origin}")
+            token = _ensure_admin_token(conn, settings)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    return InitResult(created, token)
+
+
+@dataclass
+class Appliance:
+    """Everything a running appliance holds open."""
+
+    settings: Settings
+    log_signer: NoteSigner
+    clock_signer: CosignatureSigner
+    writer: Writer
+    tokens: TokenAuthenticator
+
+    def __post_init__(self) -> None:
+        self._local = threading.local()
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (opened on first use, reused after)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.settings.db_path, readonly=True)
+        return conn
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.tokens.close()
+
+
+def open_appliance(settings: Settings) -> Appliance:
+    """Load the keys, verify and restore the store, start the writer. Run `init_appliance` first."""
+    log_signer = load_signer(settings.keys_dir / f"{LOG_KEY}.key")
+    clock_signer = load_signer(settings.keys_dir / f"{CLOCK_KEY}.key")
+    if not isinstance(log_signer, NoteSigner) or log_signer.name != settings.origin:
+        raise StoreError(f"{settings.keys_dir / 'log.key'} is not a log key named {settings.origin!r}")
+    if not isinstance(clock_signer, CosignatureSigner):
+        raise StoreError(f"{settings.keys_dir / 'clock.key'} is not a cosignature key")
+    writer = Writer(settings.db_path, origin=settings.origin, signer=log_signer, synchronous=settings.synchronous)
+    writer.start()
+    tokens = TokenAuthenticator(lambda: connect(settings.db_path, readonly=True))
+    return Appliance(settings, log_signer, clock_signer, writer, tokens)
+

@@ -1,0 +1,44 @@
+"""The Litestar application: `create_app(settings)` opens the appliance in the lifespan and puts
+it on `app.state`; routes live in one module per resource and hold no business logic."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+
+from appliance import __version__
+from appliance.service import Appliance, init_appliance, open_appliance
+from appliance.settings import Settings
+from appliance.web.errors import EXCEPTION_HANDLERS
+from appliance.web.routes_ingest import EventsController
+from appliance.web.routes_read import EntriesController, ProofsController, health, keys
+from appliance.web.routes_runs import RunsController
+
+
+def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Litestar:
+    """The app; it opens (and closes) its own appliance unless one is given."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = appliance is None
+        opened = appliance
+        if opened is None:
+            init_appliance(settings)
+            opened = open_appliance(settings)
+        app.state.appliance = opened
+        app.state.tokens = opened.tokens
+        try:
+            yield
+        finally:
+            if owned:
+                opened.close()
+
+    return Litestar(
+        route_handlers=[EventsController, RunsController, EntriesController, ProofsController, keys, health],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="runlog", version=__version__, path="/schema"),
+        debug=False,
+    )

@@ -1,0 +1,92 @@
+"""Write routes: `POST /v1/events` and `POST /v1/runs` (append scope). Parsing is in
+`appliance.web.ingest`, sequencing and durability in the store's writer."""
+
+import hashlib
+from typing import Any
+
+import msgspec
+import orjson
+from litestar import Controller, Request, Response, post
+
+from appliance.core.entry import decode_entry
+from appliance.core.sequencer import Event
+from appliance.core.timefmt import format_utc, normalize_rfc3339
+from appliance.core.tracecontext import TraceParent, generate_parent_id, generate_trace_id
+from appliance.service import Appliance
+from appliance.store.writer import AppendRequest, AppendResult
+from appliance.web.auth import require_scope, token_of
+from appliance.web.ingest import RequestError, parse_events, request_headers
+from appliance.web.schemas import ReceiptOut, RunStartedOut
+
+
+class RunStartIn(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /v1/runs` body (optional): the first step's name, attributes and producer time."""
+
+    step: str = "run"
+    attrs: dict[str, Any] = msgspec.field(default_factory=dict)
+    ts: str | None = None
+
+
+def receipt_out(result: AppendResult) -> ReceiptOut:
+    return ReceiptOut(
+        first_seq=result.first_seq,
+        count=len(result.entry_hashes),
+        seq=list(range(result.first_seq, result.first_seq + len(result.entry_hashes))),
+        entry_hashes=[h.hex() for h in result.entry_hashes],
+        received_at=result.received_at,
+        receipt=result.receipt,
+    )
+
+
+def _status(result: AppendResult) -> int:
+    return 200 if result.replayed else 201
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return format_utc(datetime.now(timezone.utc))
+
+
+class EventsController(Controller):
+    path = "/v1/events"
+    guards = [require_scope("append")]
+
+    @post("/", status_code=201, summary="Append events (one JSON object, a JSON array, or NDJSON)")
+    async def append_events(self, request: Request[Any, Any, Any]) -> Response[ReceiptOut]:
+        appliance: Appliance = request.app.state.appliance
+        body = await request.body()
+        source = token_of(request).name
+        parsed = parse_events(body, request.headers.get("content-type"), request_headers(request.scope["headers"]),
+                              source, max_batch=appliance.settings.max_batch)
+        result = await appliance.writer.append(
+            AppendRequest(parsed.events, source, parsed.idempotency_key, parsed.request_hash))
+        return Response(receipt_out(result), status_code=_status(result))
+
+
+async def start_run(request: Request[Any, Any, Any]) -> Response[RunStartedOut]:
+    """`POST /v1/runs` (routed by the runs controller): mint a trace ID, append its started event."""
+    appliance: Appliance = request.app.state.appliance
+    body = await request.body()
+    try:
+        start = msgspec.json.decode(body, type=RunStartIn) if body.strip() else RunStartIn()
+    except msgspec.ValidationError as error:
+        raise RequestError(f"body: {error}", field="body") from None
+    except msgspec.DecodeError as error:
+        raise RequestError(f"body: not valid JSON ({error})", field="body") from None
+    source = token_of(request).name
+    ts = normalize_rfc3339(start.ts, field="ts") if start.ts is not None else _now()
+    key = request.headers.get("idempotency-key")
+    digest = hashlib.sha256(orjson.dumps(["runs/v1", source, start.step, start.attrs, start.ts],
+                                         option=orjson.OPT_SORT_KEYS)).digest()
+    trace_id, span_id = generate_trace_id(), generate_parent_id()
+    event = Event(trace_id=trace_id, step=start.step, status="started", ts=ts, source=source,
+                  attrs=start.attrs, span_id=span_id)
+    result = await appliance.writer.append(AppendRequest([event], source, key, digest))
+    if result.replayed:  # the run was started by the original request: answer with its IDs
+        data = appliance.reader().execute("SELECT data FROM entries WHERE seq = ?", (result.first_seq,)).fetchone()[0]
+        original = decode_entry(data)
+        trace_id, span_id = original.trace_id, original.span_id or generate_parent_id()
+    traceparent = TraceParent(0, trace_id, span_id, 1).to_header()
+    return Response(RunStartedOut(trace_id=trace_id, traceparent=traceparent, receipt=receipt_out(result)),
+                    status_code=_status(result))

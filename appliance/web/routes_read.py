@@ -1,0 +1,99 @@
+"""Read routes: runs, entries, proofs (read scope), and the public keys and health check.
+
+SQLite reads are blocking, so every handler here runs in a worker thread (`sync_to_thread=True`)
+with that thread's own read-only connection."""
+
+import base64
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get
+from litestar.params import FromPath, FromQuery, QueryParameter
+
+from appliance.core.errors import InvalidInput
+from appliance.core.hashing import leaf_hash
+from appliance.service import Appliance
+from appliance.store import runs
+from appliance.store.tiles import TreeReader
+from appliance.web.auth import require_scope
+from appliance.web.errors import NotFound
+from appliance.web.schemas import EntryOut, HealthOut, KeysOut, ProofOut
+
+def _appliance(request: Request[Any, Any, Any]) -> Appliance:
+    return request.app.state.appliance
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _tree(appliance: Appliance, *sizes: int) -> TreeReader:
+    reader = TreeReader(appliance.reader())
+    size = reader.size()
+    for name, value in zip(("tree_size", "from"), sizes):
+        if value > size:
+            raise InvalidInput(f"{name}: the log has {size} entries, so {value} is too large", field=name)
+    return reader
+
+
+class EntriesController(Controller):
+    path = "/v1/entries"
+    guards = [require_scope("read")]
+
+    @get("/{seq:int}", sync_to_thread=True, summary="One entry's canonical bytes and hashes")
+    def get_entry(self, request: Request[Any, Any, Any], seq: FromPath[int]) -> EntryOut:
+        found = runs.get_entry(_appliance(request).reader(), seq) if seq >= 0 else None
+        if found is None:
+            raise NotFound(f"no entry with seq {seq}")
+        data, digest = found
+        return EntryOut(seq=seq, entry_hash=bytes(digest).hex(), leaf_hash=leaf_hash(data).hex(),
+                        canonical=bytes(data).decode("utf-8"))
+
+
+
+class ProofsController(Controller):
+    path = "/v1/proofs"
+    guards = [require_scope("read")]
+
+    @get("/inclusion", sync_to_thread=True, summary="RFC 9162 inclusion proof (hashes in base64)")
+    def inclusion(
+        self,
+        request: Request[Any, Any, Any],
+        index: Annotated[int, QueryParameter(ge=0)],
+        tree_size: Annotated[int, QueryParameter(ge=1)],
+    ) -> ProofOut:
+        if index >= tree_size:
+            raise InvalidInput(f"index: must be below tree_size ({tree_size})", field="index")
+        tree = _tree(_appliance(request), tree_size)
+        return ProofOut(kind="inclusion", tree_size=tree_size, root=_b64(tree.root(tree_size)), index=index,
+                        leaf_hash=_b64(tree.leaf_hash(index)),
+                        hashes=[_b64(h) for h in tree.inclusion_proof(index, tree_size)])
+
+    @get("/consistency", sync_to_thread=True, summary="RFC 9162 consistency proof (hashes in base64)")
+    def consistency(
+        self,
+        request: Request[Any, Any, Any],
+        from_size: Annotated[int, QueryParameter(name="from", ge=1)],
+        to_size: Annotated[int, QueryParameter(name="to", ge=1)],
+    ) -> ProofOut:
+        if from_size > to_size:
+            raise InvalidInput(f"from: must not exceed to ({to_size})", field="from")
+        tree = _tree(_appliance(request), to_size)
+        return ProofOut(kind="consistency", tree_size=to_size, from_size=from_size, root=_b64(tree.root(to_size)),
+                        hashes=[_b64(h) for h in tree.consistency_proof(from_size, to_size)])
+
+
+@get("/v1/keys", sync_to_thread=False, summary="Verifier keys for checkpoints, receipts and timestamps")
+def keys(request: Request[Any, Any, Any]) -> KeysOut:
+    appliance = _appliance(request)
+    return KeysOut(origin=appliance.settings.origin, log_key=appliance.log_signer.verifier().to_text(),
+                   timestamp_key=appliance.clock_signer.verifier().to_text())
+
+
+@get("/healthz", sync_to_thread=True, summary="Liveness and the log's size; 503 when a check fails")
+def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
+    appliance = _appliance(request)
+    size = TreeReader(appliance.reader()).size()
+    writer_ok = appliance.writer.running
+    checks = {"writer": "ok" if writer_ok else "stopped", "store": "ok"}
+    body = HealthOut(status="ok" if writer_ok else "failing", tree_size=size, checks=checks)
+    return Response(body, status_code=200 if writer_ok else 503)
