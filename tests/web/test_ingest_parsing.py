@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from appliance.core.entry import MAX_ATTRS_BYTES, Entry, encode_entry
 from appliance.core.errors import EntryError
+from appliance.core.timefmt import normalize_rfc3339
 from appliance.web.ingest import (
-    MAX_RAW_ATTRS_BYTES,
     RequestError,
     UnsupportedMediaType,
     parse_events,
@@ -200,11 +200,12 @@ def test_attrs_size_counts_canonical_bytes_not_the_text_sent():
     assert error.field == "attrs" and "65536" in str(error)
 
 
-def test_attrs_text_too_large_to_read_is_refused_unparsed():
-    body = b'{"trace_id":"%s","step":"s","status":"info","attrs":{"a":%s1}}' % (
-        TRACE.encode(), b" " * MAX_RAW_ATTRS_BYTES)
-    error = refused(body)
-    assert error.field == "attrs" and "bytes of JSON" in str(error)
+def test_attrs_near_the_limit_with_floats_are_measured_exactly():
+    close = {"f": [1.5e-7] * 9300}  # "1.5e-7" in both orjson and RFC 8785: 65,107 bytes
+    assert parse(event(attrs=close)).events[0].attrs == close
+    wide = [0.000001] * 8000  # "1e-6" in orjson (40 KB), "0.000001" in RFC 8785 (72 KB)
+    error = refused(event(attrs={"f": wide}))
+    assert error.field == "attrs" and "65536" in str(error)
 
 
 def test_attrs_depth():
@@ -454,7 +455,8 @@ def test_attrs_accepted_exactly_when_the_core_accepts_them(attrs):
 
 @given(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**70), 2**70))
 def test_numbers_accepted_exactly_when_the_core_accepts_them(number):
-    body = b'{"trace_id":"%s","step":"s","status":"info","attrs":{"n":%s}}' % (TRACE.encode(), json.dumps(number).encode())
+    text = json.dumps(number).encode()
+    body = b'{"trace_id":"%s","step":"s","status":"info","attrs":{"n":%s}}' % (TRACE.encode(), text)
     try:
         parse(body)
     except RequestError:
@@ -520,3 +522,18 @@ def test_duplicate_keys_are_found_exactly(members, in_attrs):
         assert "appears twice" in str(refused(body))
     else:
         assert len(parse(body).events) == 1
+
+
+RFC3339_LIKE = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,10})?"
+                r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+@given(st.from_regex(RFC3339_LIKE, fullmatch=True) | st.sampled_from(["2026-11-28T10:00:00.123456+00:00", "2026-02-29T00:00:00+00:00",
+                                                        "2024-02-29T23:59:59.9Z", "0000-01-01T00:00:00+00:00"]))
+def test_times_are_normalised_exactly_as_the_core_does(ts):
+    try:
+        expected = normalize_rfc3339(ts)
+    except EntryError:
+        assert refused(event(ts=ts)).field == "ts"
+    else:
+        assert parse(event(ts=ts)).events[0].ts == expected

@@ -65,8 +65,8 @@ def test_empty_value_means_unset():
     ("RUNLOG_PORT", "0"), ("RUNLOG_PORT", "65536"), ("RUNLOG_PORT", "http"), ("RUNLOG_PORT", "-1"),
     ("RUNLOG_ORIGIN", "has space"), ("RUNLOG_ORIGIN", "a+b"), ("RUNLOG_ORIGIN", "runlog-receipt/v1"),
     ("RUNLOG_HOST", "bad host"), ("RUNLOG_HOST", "a/b"),
-    ("RUNLOG_PUBLIC_URL", "ftp://x"), ("RUNLOG_PUBLIC_URL", "runlog.example.com"), ("RUNLOG_PUBLIC_URL", "http://x/?a=1"),
-    ("RUNLOG_PUBLIC_URL", "http://x:99999"),
+    ("RUNLOG_PUBLIC_URL", "ftp://x"), ("RUNLOG_PUBLIC_URL", "runlog.example.com"),
+    ("RUNLOG_PUBLIC_URL", "http://x/?a=1"), ("RUNLOG_PUBLIC_URL", "http://x:99999"),
     ("RUNLOG_CHECKPOINT_INTERVAL", "0"), ("RUNLOG_CHECKPOINT_INTERVAL", "nan"), ("RUNLOG_CHECKPOINT_INTERVAL", "5m"),
     ("RUNLOG_CHECKPOINT_INTERVAL", "86401"),
     ("RUNLOG_MAX_BODY_BYTES", "8MiB"), ("RUNLOG_MAX_BODY_BYTES", "10"), ("RUNLOG_MAX_BATCH", "0"),
@@ -91,7 +91,8 @@ def test_secret_from_file_drops_the_trailing_newline(tmp_path):
     secret.write_text(TOKEN + "\n")
     signing = tmp_path / "signing"
     signing.write_text("8f742231b10e8888abcd99yyyzzz85a5")
-    settings = Settings.from_env({"RUNLOG_ADMIN_TOKEN_FILE": str(secret), "RUNLOG_SLACK_SIGNING_SECRET_FILE": str(signing)})
+    settings = Settings.from_env({"RUNLOG_ADMIN_TOKEN_FILE": str(secret),
+                                  "RUNLOG_SLACK_SIGNING_SECRET_FILE": str(signing)})
     assert settings.admin_token == TOKEN and settings.slack_signing_secret == "8f742231b10e8888abcd99yyyzzz85a5"
 
 
