@@ -16,7 +16,7 @@ def readme_commands() -> list[str]:
 def test_readme_opens_with_exactly_two_commands():
     commands = readme_commands()
     assert len(commands) == 2
-    assert "pip install" in commands[0] and "runlog" in commands[0]
+    assert "pip install" in commands[0] and commands[0].endswith("runlog serve")
     assert "pytest" in commands[1]
 
 
