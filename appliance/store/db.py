@@ -13,7 +13,7 @@ from pathlib import Path
 from appliance.store.errors import StoreError
 
 BUSY_TIMEOUT_MS = 10_000
-APPEND_ONLY_TABLES = ("entries", "tiles", "checkpoints")
+APPEND_ONLY_TABLES = ("entries", "tiles", "checkpoints", "daily_roots")
 
 
 def connect(path: str | Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
@@ -111,12 +111,40 @@ def _initial_schema(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL")
     for statement in TILE_SCHEMA:
         conn.execute(statement)
-    for table in APPEND_ONLY_TABLES:
+    for table in ("entries", "tiles", "checkpoints"):
         _append_only_triggers(conn, table)
+
+
+def _checkpoints_and_anchors(conn: sqlite3.Connection) -> None:
+    # The daily root of a UTC day is the checkpoint whose tree covers exactly the entries received
+    # before the next day's 00:00 UTC; several days can share one checkpoint (no entries between).
+    conn.execute(
+        """CREATE TABLE daily_roots (
+            day TEXT PRIMARY KEY,
+            size INTEGER NOT NULL REFERENCES checkpoints (size)
+        ) WITHOUT ROWID"""
+    )
+    _append_only_triggers(conn, "daily_roots")
+    # The durable outbox: one row per (anchor, checkpoint) until the anchor holds it.
+    conn.execute(
+        """CREATE TABLE anchor_outbox (
+            anchor TEXT NOT NULL,
+            size INTEGER NOT NULL REFERENCES checkpoints (size),
+            queued_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            published_at TEXT,
+            location TEXT,
+            PRIMARY KEY (anchor, size)
+        ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX anchor_outbox_pending ON anchor_outbox (published_at, next_attempt_at)")
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial schema", _initial_schema),
+    ("daily roots and the anchor outbox", _checkpoints_and_anchors),
 ]
 
 

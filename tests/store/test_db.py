@@ -9,6 +9,7 @@ from appliance.store.db import APPEND_ONLY_TABLES, StoreError, connect, migrate
 ROWS = {
     "entries": "INSERT INTO entries VALUES (0, 't', 0, 's', 'info', 0, 'ts', 'r', 'src', x'00', x'00')",
     "checkpoints": "INSERT INTO checkpoints VALUES (1, x'00', 'note', 'at')",
+    "daily_roots": "INSERT INTO daily_roots VALUES ('2026-11-27', 1)",
 }
 
 
@@ -29,6 +30,8 @@ def test_migrations_are_recorded_and_idempotent(conn):
 @pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
 def test_evidence_tables_refuse_update_and_delete(conn, table):
     columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    if table == "daily_roots":
+        conn.execute(ROWS["checkpoints"])
     if table in ROWS:
         conn.execute(ROWS[table])
     else:
