@@ -219,8 +219,10 @@ def _check_key(key: str, path: str, line: int | None = None) -> str:
     return key
 
 
-def _idempotency_header(values: Sequence[str]) -> str | None:
-    """A bare key (as Stripe sends it) or an RFC 8941 string (as the IETF draft does)."""
+def idempotency_key(headers: Mapping[str, Sequence[str]]) -> str | None:
+    """The `Idempotency-Key` header's key: bare (as Stripe sends it) or an RFC 8941 string (as
+    the IETF draft does); 1..255 printable ASCII. Raises `RequestError`; None when absent."""
+    values = list(headers.get("idempotency-key", ()))
     if not values:
         return None
     if len(values) > 1:
@@ -398,7 +400,7 @@ def parse_events(
     if type(source) is not str or _SOURCE.fullmatch(source) is None:
         raise InvalidInput("source must be 1..128 printable ASCII characters without spaces", field="source")
     shape, raw_events, lines, numbers = _frame(body, _media_type(content_type), max_batch)
-    key = _idempotency_header(list(headers.get("idempotency-key", ())))
+    key = idempotency_key(headers)
     now = ""
     if any(not isinstance(raw.ts, str) for raw in raw_events):
         now = default_ts if default_ts is not None else format_utc(datetime.now(timezone.utc))

@@ -13,6 +13,7 @@ from appliance.core.timefmt import normalize_rfc3339
 from appliance.web.ingest import (
     RequestError,
     UnsupportedMediaType,
+    idempotency_key,
     parse_events,
     request_headers,
 )
@@ -369,6 +370,12 @@ def test_idempotency_key_field_and_header_must_agree():
 def test_idempotency_key_rules(key):
     assert refused(event(idempotency_key=key)).field == "idempotency_key"
     assert len(parse(event(idempotency_key="x" * 255)).events) == 1
+
+
+def test_idempotency_key_alone_for_other_routes():
+    assert idempotency_key({"idempotency-key": [' "k 1" ']}) == "k 1" and idempotency_key({}) is None
+    with pytest.raises(RequestError):
+        idempotency_key({"idempotency-key": ["x" * 256]})
 
 
 def test_idempotency_header_twice_or_badly_quoted():
