@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 from appliance.core.errors import NoteFormatError, RunlogError
 from appliance.core.keys import check_key_name
 from appliance.core.receipt import HEADER as RECEIPT_HEADER
+from appliance.store.tokens import MAX_TOKEN_CHARS, MIN_ADOPTED_TOKEN_CHARS
 
 MIB = 1024 * 1024
 DAY_SECONDS = 86_400
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
-MIN_ADMIN_TOKEN_CHARS = 16
-
 _VISIBLE_ASCII = re.compile(r"[!-~]+")
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750: what may follow "Bearer "
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]{1,253}")
 
 
@@ -75,7 +75,9 @@ class Settings:
         data_dir = Path(_get(env, "RUNLOG_DATA_DIR") or "./data")
         host = _host(_get(env, "RUNLOG_HOST") or "127.0.0.1")
         port = _integer(env, "RUNLOG_PORT", 8080, 1, 65_535)
-        default_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        # A wildcard listen address is no address to give clients: point them at loopback.
+        reachable = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        default_url = f"http://{f'[{reachable}]' if ':' in reachable else reachable}:{port}"
         return cls(
             data_dir=data_dir,
             keys_dir=Path(_get(env, "RUNLOG_KEYS_DIR") or data_dir / "keys"),
@@ -87,7 +89,7 @@ class Settings:
             max_body_bytes=_integer(env, "RUNLOG_MAX_BODY_BYTES", 8 * MIB, 1024, 1024 * MIB),
             max_batch=_integer(env, "RUNLOG_MAX_BATCH", 1000, 1, 100_000),
             synchronous=_synchronous(env),
-            admin_token=_secret(env, "RUNLOG_ADMIN_TOKEN", min_chars=MIN_ADMIN_TOKEN_CHARS),
+            admin_token=_admin_token(env),
             slack_signing_secret=_secret(env, "RUNLOG_SLACK_SIGNING_SECRET"),
             slack_bot_token=_secret(env, "RUNLOG_SLACK_BOT_TOKEN"),
             slack_api_url=_url(env, "RUNLOG_SLACK_API_URL", "https://slack.com/api/").rstrip("/") + "/",
@@ -169,6 +171,15 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     return text.strip()
 
 
+def _admin_token(env: Mapping[str, str]) -> str | None:
+    """RUNLOG_ADMIN_TOKEN becomes a bearer token, so it must be one the token store adopts."""
+    token = _secret(env, "RUNLOG_ADMIN_TOKEN", min_chars=MIN_ADOPTED_TOKEN_CHARS)
+    if token is not None and not _B64TOKEN.fullmatch(token):
+        name = "RUNLOG_ADMIN_TOKEN_FILE" if _get(env, "RUNLOG_ADMIN_TOKEN_FILE") else "RUNLOG_ADMIN_TOKEN"
+        raise SettingsError(name, "must use only A-Z a-z 0-9 - . _ ~ + / and trailing = (an RFC 6750 bearer token)")
+    return token
+
+
 def _secret(env: Mapping[str, str], name: str, *, min_chars: int = 1) -> str | None:
     """The secret from `name` or from the file `name_FILE` names; never both."""
     file_name = f"{name}_FILE"
@@ -183,6 +194,6 @@ def _secret(env: Mapping[str, str], name: str, *, min_chars: int = 1) -> str | N
         name = file_name
     if value is None:
         return None
-    if not _VISIBLE_ASCII.fullmatch(value) or not min_chars <= len(value) <= 512:
-        raise SettingsError(name, f"must be {min_chars}..512 printable ASCII characters without spaces")
+    if not _VISIBLE_ASCII.fullmatch(value) or not min_chars <= len(value) <= MAX_TOKEN_CHARS:
+        raise SettingsError(name, f"must be {min_chars}..{MAX_TOKEN_CHARS} printable ASCII characters without spaces")
     return value

@@ -57,6 +57,11 @@ def test_public_url_follows_host_and_port_including_ipv6():
     assert Settings.from_env({"RUNLOG_HOST": "runlog.internal"}).public_url == "http://runlog.internal:8080"
 
 
+def test_wildcard_listen_address_gives_a_loopback_public_url():
+    assert Settings.from_env({"RUNLOG_HOST": "0.0.0.0"}).public_url == "http://127.0.0.1:8080"
+    assert Settings.from_env({"RUNLOG_HOST": "::", "RUNLOG_PORT": "9"}).public_url == "http://[::1]:9"
+
+
 def test_empty_value_means_unset():
     assert Settings.from_env({"RUNLOG_PORT": "", "RUNLOG_ADMIN_TOKEN": "", "RUNLOG_ORIGIN": ""}) == Settings()
 
@@ -71,6 +76,7 @@ def test_empty_value_means_unset():
     ("RUNLOG_CHECKPOINT_INTERVAL", "86401"),
     ("RUNLOG_MAX_BODY_BYTES", "8MiB"), ("RUNLOG_MAX_BODY_BYTES", "10"), ("RUNLOG_MAX_BATCH", "0"),
     ("RUNLOG_SYNCHRONOUS", "OFF"), ("RUNLOG_ADMIN_TOKEN", "short"), ("RUNLOG_ADMIN_TOKEN", "has a space in it ok"),
+    ("RUNLOG_ADMIN_TOKEN", "x" * 23), ("RUNLOG_ADMIN_TOKEN", "rl_comma,is_not_a_bearer_token_char"),
     ("RUNLOG_SLACK_BOT_TOKEN", "xoxb\n"), ("RUNLOG_SLACK_API_URL", "slack.com/api"),
 ])
 def test_invalid_values_name_the_variable(name, value):
