@@ -286,8 +286,11 @@ class _DuplicateKey(Exception):
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        keys = [key for key, _ in pairs]
-        raise _DuplicateKey(next(key for position, key in enumerate(keys) if key in keys[:position]))
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
     return result
 
 
@@ -297,6 +300,8 @@ def _find_duplicate_key(shape: str, body: bytes, lines: list[bytes] | None, numb
     for index, part in enumerate(parts):
         try:
             json.loads(part, object_pairs_hook=_refuse_duplicates)
+        except (ValueError, RecursionError):  # msgspec read it; nothing here to report
+            continue
         except _DuplicateKey as duplicate:
             raise _fail(_path(shape, index, None), f"key {duplicate.args[0]!r} appears twice in one object; "
                         "keys must be unique (RFC 7493)", numbers[index] if numbers else None) from None

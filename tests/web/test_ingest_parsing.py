@@ -281,6 +281,12 @@ def test_duplicate_key_on_an_ndjson_line_names_the_line():
     assert str(error).startswith("line 2: events[1]: key 'step' appears twice")
 
 
+def test_duplicate_among_many_keys_is_found_in_one_pass():
+    members = b",".join(b'"k%d":0' % i for i in range(6_000)) + b',"k7":1'
+    body = b'{"trace_id":"%s","step":"s","status":"info","attrs":{%s}}' % (TRACE.encode(), members)
+    assert "'k7' appears twice" in str(refused(body))
+
+
 def test_escaped_colons_are_not_mistaken_for_duplicates():
     body = b'{"trace_id":"%s","step":"a\\u003ab","status":"info","attrs":{"k\\u003A":"v:w"}}' % TRACE.encode()
     parsed = parse(body)
