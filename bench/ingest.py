@@ -1,7 +1,7 @@
 """Ingest figures, side by side in one run (issue 3, "Figures"; targets in DESIGN.md).
 
     python bench/ingest.py                 # ~10 s per case, about two minutes in all
-    python bench/ingest.py --quick         # 1 s per case: the CI smoke test
+    python bench/ingest.py --quick         # 0.5-1 s per case: the CI smoke test
     python bench/ingest.py --seconds 20 --generator python
 
 Cases, interleaved so that drifting machine load hits both sides of each comparison alike:
@@ -14,7 +14,8 @@ Afterwards the runlog store's chain is verified with the core (forks counted the
 sample of stored entries is checked to be exactly `rfc8785.dumps` of their decoded JSON.
 
 Load comes from `wrk` (Debian package) with bench/wrk/post.lua when installed, otherwise from
-client processes running httpx on asyncio; the same generator drives runlog and the bare endpoint.
+client processes with plain keep-alive HTTP/1.1 connections on asyncio; the same generator drives
+runlog and the bare endpoint.
 """
 
 import argparse
@@ -63,16 +64,24 @@ class Served:
         self.startup_seconds = 0.0
 
     def start(self, timeout: float = 60.0) -> "Served":
-        started = time.perf_counter()
+        return self.spawn().wait_healthy(timeout)
+
+    def spawn(self) -> "Served":
+        self._spawned = time.perf_counter()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> "Served":
+        """Wait for GET /healthz to answer 200; `startup_seconds` counts from the spawn."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.argv} exited with {self.process.returncode}: {self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    self.startup_seconds = time.perf_counter() - started
+                    self.startup_seconds = time.perf_counter() - self._spawned
                     return self
             except httpx.HTTPError:
                 pass
@@ -93,12 +102,14 @@ class Served:
                 self.process.wait()
 
 
-def runlog_server(data_dir: Path, log_path: Path, *, timeout: float = 60.0) -> Served:
+def runlog_server(data_dir: Path, log_path: Path) -> Served:
+    """`runlog serve` on a free port, not yet started."""
     port = free_port()
-    env = {**os.environ, "RUNLOG_DATA_DIR": str(data_dir), "RUNLOG_HOST": "127.0.0.1", "RUNLOG_PORT": str(port),
-           "RUNLOG_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(BENCH.parent)}
-    env.pop("RUNLOG_SYNCHRONOUS", None)  # the default, FULL: acknowledged only when durable
-    return Served([sys.executable, "-m", "appliance.cli", "serve"], env, port, log_path).start(timeout)
+    # Every other setting at its default; among them synchronous=FULL: acknowledged only when durable.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RUNLOG_")}
+    env.update(RUNLOG_DATA_DIR=str(data_dir), RUNLOG_HOST="127.0.0.1", RUNLOG_PORT=str(port),
+               RUNLOG_ADMIN_TOKEN=ADMIN_TOKEN, PYTHONPATH=str(BENCH.parent))
+    return Served([sys.executable, "-m", "appliance.cli", "serve"], env, port, log_path)
 
 
 def serve_bare(port: int) -> None:
@@ -122,9 +133,10 @@ def serve_bare(port: int) -> None:
 
 
 def bare_server(log_path: Path) -> Served:
+    """The bare endpoint on a free port, not yet started."""
     port = free_port()
     return Served([sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port)], dict(os.environ),
-                  port, log_path).start()
+                  port, log_path)
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -196,46 +208,58 @@ def wrk_load(url: str, target: str, token: str, bodies: Path, clients: int, seco
                 _wrk_ms(percentile["99"]) if "99" in percentile else None)
 
 
+async def _http_connection(host: str, port: int, requests: list[bytes], offset: int, step: int, deadline: float,
+                           counts: list[int], latencies: list[float]) -> None:
+    """One keep-alive HTTP/1.1 connection sending prebuilt requests until `deadline`. Our servers
+    answer with Content-Length, so reading a response is its head and that many bytes."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(host, port)
+    i = offset
+    try:
+        while time.time() < deadline:
+            sent = time.perf_counter()
+            writer.write(requests[i % len(requests)])
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            latencies.append((time.perf_counter() - sent) * 1e3)
+            counts[0 if head[9:10] == b"2" else 1] += 1
+            i += step
+    finally:
+        writer.close()
+
+
 def _python_worker(url: str, target: str, token: str, bodies: list[bytes], connections: int, offset: int,
                    start_at: float, seconds: float, out) -> None:
     import asyncio
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    requests = [(f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {token}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+                for body in bodies]
+    counts, latencies = [0, 0], []
 
     async def main() -> None:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        latencies: list[float] = []
-        counts = [0, 0]
-        async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers, timeout=30) as client:
-            await asyncio.sleep(max(0.0, start_at - time.time()))
-            deadline = start_at + seconds
-
-            async def connection(k: int) -> None:
-                i = offset + k
-                while time.time() < deadline:
-                    sent = time.perf_counter()
-                    try:
-                        status = (await client.post(target, content=bodies[i % len(bodies)])).status_code
-                    except httpx.HTTPError:
-                        status = 0
-                    latencies.append((time.perf_counter() - sent) * 1e3)
-                    counts[0 if 200 <= status < 300 else 1] += 1
-                    i += connections
-
-            await asyncio.gather(*(connection(k) for k in range(connections)))
-        out.put((counts[0], counts[1], time.time() - start_at, latencies))
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        await asyncio.gather(*(_http_connection(parts.hostname, parts.port, requests, offset + k, connections,
+                                                start_at + seconds, counts, latencies)
+                               for k in range(connections)))
 
     asyncio.run(main())
+    out.put((counts[0], counts[1], time.time() - start_at, latencies))
 
 
 def python_load(url: str, target: str, token: str, bodies: Path, clients: int, seconds: float) -> Load:
-    """Up to one process per core, each running its share of the clients on asyncio with httpx."""
+    """Up to one process per core, each running its share of the clients as asyncio connections."""
     import multiprocessing
 
     lines = [line.encode() for line in bodies.read_text(encoding="utf-8").splitlines() if line]
     processes = min(clients, os.cpu_count() or 1)
     shares = [clients // processes + (1 if p < clients % processes else 0) for p in range(processes)]
     out = multiprocessing.Queue()
-    start_at = time.time() + 1.0
+    start_at = time.time() + 0.5
     workers = [multiprocessing.Process(target=_python_worker,
                                        args=(url, target, token, lines, share, p * 997, start_at, seconds, out))
                for p, share in enumerate(shares)]
@@ -342,7 +366,7 @@ def pg_load(design: SeedDesign, events: list[dict], clients: int, seconds: float
 
     rows = [(e["trace_id"], e["step"], e["status"], json.dumps(e["attrs"], ensure_ascii=False)) for e in events]
     out = multiprocessing.Queue()
-    start_at = time.time() + 1.0
+    start_at = time.time() + 0.5
     workers = [multiprocessing.Process(target=_pg_client, args=(design.dsn, design.role, design.insert_sql(), rows,
                                                                  c * len(rows) // clients, start_at, seconds, out))
                for c in range(clients)]
@@ -460,7 +484,7 @@ def _verdict(ok: bool) -> str:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
-    seconds = 1.0 if args.quick else args.seconds
+    seconds = 0.5 if args.quick else args.seconds  # wrk rounds up to 1 s
     generator = args.generator
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "python"
@@ -483,10 +507,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         results["cases"][key] = {"clients": c, "requests_per_s": load.rate, "events_per_s": load.rate * per_request,
                                  "p50_ms": load.p50_ms, "p99_ms": load.p99_ms, "errors": load.errors}
 
-    bare = bare_server(work / "bare.log")
-    runlog = None
+    bare, runlog = bare_server(work / "bare.log").spawn(), runlog_server(work / "data", work / "runlog.log").spawn()
     try:
-        runlog = runlog_server(work / "data", work / "runlog.log")
+        bare.wait_healthy()
+        runlog.wait_healthy()
         made = subprocess.run([sys.executable, "-m", "appliance.cli", "token", "create", "bench", "--scopes", "append"],
                               env=runlog.env, capture_output=True, text=True, check=True)
         token = made.stdout.strip()
@@ -500,8 +524,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                load_fn(runlog.url, "/v1/events", token, batch_file, args.batch_clients, seconds), BATCH, before)
     finally:
         bare.stop()
-        if runlog is not None:
-            runlog.stop()
+        runlog.stop()
     check = check_store(work / "data" / "runlog.sqlite", batched_from, args.sample)
     results["runlog_store"] = check.__dict__
     print(f"  runlog store: {check.entries:,} entries, forks {check.forks}, core verification {check.verified} "
@@ -555,7 +578,7 @@ def summarize(results: dict, clients: list[int], pg_clients: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each case (default 10)")
-    parser.add_argument("--quick", action="store_true", help="1 s per case: a smoke test, not a figure")
+    parser.add_argument("--quick", action="store_true", help="0.5 s per case (1 s with wrk): a smoke test, not a figure")
     parser.add_argument("--clients", default="1,8,32", help="client counts for one event per request")
     parser.add_argument("--pg-clients", default="1,8", help="client counts for the seed's Postgres design")
     parser.add_argument("--batch-clients", type=int, default=4, help="clients sending 1,000-event batches")
