@@ -252,18 +252,19 @@ def run_events(conn: sqlite3.Connection, trace_id: str, *, after_run_seq: int = 
     _check_int(after_run_seq, "after_run_seq", -1, 2**53 - 1)
     _check_int(limit, "limit", 1, MAX_EVENTS_PAGE)
     rows = conn.execute(
-        "SELECT seq, run_seq, step, status, final, ts, received_at, source, data, hash FROM entries "
-        "WHERE trace_id = ? AND run_seq > ? ORDER BY run_seq LIMIT ?",
+        "SELECT data, hash FROM entries WHERE trace_id = ? AND run_seq > ? ORDER BY run_seq LIMIT ?",
         (trace_id, after_run_seq, limit),
     )
     events = []
-    for seq, run_seq, step, status, final, ts, received_at, source, data, digest in rows:
-        # The stored bytes are the entry itself (the columns are copies for indexing), so attrs and
-        # the span ids come from them; the full canonical re-check belongs to verification.
+    for data, digest in rows:
+        # Every field comes from the stored bytes, the evidence itself: the other columns are copies
+        # for indexing, and an edit to a copy must not change what a reader is shown. The full
+        # canonical re-check belongs to verification.
         obj = json.loads(data)
-        events.append(EventRow(seq=seq, run_seq=run_seq, step=step, status=status, final=bool(final), ts=ts,
-                               received_at=received_at, source=source, hash=bytes(digest).hex(),
-                               attrs=obj["attrs"], span_id=obj.get("span_id"), parent_id=obj.get("parent_id")))
+        events.append(EventRow(seq=obj["seq"], run_seq=obj["run_seq"], step=obj["step"], status=obj["status"],
+                               final=obj.get("final", False), ts=obj["ts"], received_at=obj["received_at"],
+                               source=obj["source"], hash=bytes(digest).hex(), attrs=obj["attrs"],
+                               span_id=obj.get("span_id"), parent_id=obj.get("parent_id")))
     return events
 
 

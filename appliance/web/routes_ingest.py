@@ -9,13 +9,14 @@ import orjson
 from litestar import Controller, Request, Response, post
 
 from appliance.core.entry import decode_entry
+from appliance.core.errors import EntryError
 from appliance.core.sequencer import Event
 from appliance.core.timefmt import format_utc, normalize_rfc3339
 from appliance.core.tracecontext import TraceParent, generate_parent_id, generate_trace_id
 from appliance.service import Appliance
 from appliance.store.writer import AppendRequest, AppendResult
 from appliance.web.auth import require_scope, token_of
-from appliance.web.ingest import RequestError, parse_events, request_headers
+from appliance.web.ingest import RequestError, idempotency_key, parse_events, request_headers
 from appliance.web.schemas import ReceiptOut, RunStartedOut
 
 
@@ -59,8 +60,14 @@ class EventsController(Controller):
         source = token_of(request).name
         parsed = parse_events(body, request.headers.get("content-type"), request_headers(request.scope["headers"]),
                               source, max_batch=appliance.settings.max_batch)
-        result = await appliance.writer.append(
-            AppendRequest(parsed.events, source, parsed.idempotency_key, parsed.request_hash))
+        try:
+            result = await appliance.writer.append(
+                AppendRequest(parsed.events, source, parsed.idempotency_key, parsed.request_hash))
+        except EntryError as error:  # raised by the sequencer: name the event within the request
+            index = getattr(error, "index", None)
+            if index is not None:
+                error.field = parsed.field_path(index, error.field)
+            raise
         return Response(receipt_out(result), status_code=_status(result))
 
 
@@ -76,7 +83,7 @@ async def start_run(request: Request[Any, Any, Any]) -> Response[RunStartedOut]:
         raise RequestError(f"body: not valid JSON ({error})", field="body") from None
     source = token_of(request).name
     ts = normalize_rfc3339(start.ts, field="ts") if start.ts is not None else _now()
-    key = request.headers.get("idempotency-key")
+    key = idempotency_key(request_headers(request.scope["headers"]))
     digest = hashlib.sha256(orjson.dumps(["runs/v1", source, start.step, start.attrs, start.ts],
                                          option=orjson.OPT_SORT_KEYS)).digest()
     trace_id, span_id = generate_trace_id(), generate_parent_id()

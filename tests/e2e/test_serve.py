@@ -127,3 +127,22 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path):
         assert httpx.get(f"{restarted.url}/healthz").json()["tree_size"] == 1
     finally:
         restarted.kill()
+
+
+def test_serve_refuses_a_store_whose_chain_was_edited(tmp_path):
+    import sqlite3
+
+    server = Server(tmp_path / "data").start()
+    with RunlogClient(server.url, ADMIN_TOKEN) as client:
+        for i in range(5):
+            client.start_run(f"job-{i}")
+    assert server.terminate() == 0
+    conn = sqlite3.connect(tmp_path / "data" / "runlog.sqlite")
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.execute("UPDATE entries SET data = CAST(replace(CAST(data AS TEXT), 'job-2', 'job-X') AS BLOB) WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    refused = Server(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="seq 2") as caught:
+        refused.start(timeout=20)
+    assert "edited" in str(caught.value)

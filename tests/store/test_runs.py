@@ -120,6 +120,18 @@ def test_run_events_come_in_run_order_with_attrs_and_span_ids_from_the_stored_by
         assert decode_entry(data).step == row.step
 
 
+def test_an_edited_index_column_does_not_change_what_readers_see(log, reader, tmp_path):
+    import sqlite3
+
+    log.append([event(RUN_A, "deploy", "failed")], "2026-11-28T10:00:00.000000Z")
+    tamper = sqlite3.connect(tmp_path / "store.sqlite")
+    tamper.execute("DROP TRIGGER entries_no_update")
+    tamper.execute("UPDATE entries SET step = 'harmless', status = 'succeeded' WHERE seq = 0")
+    tamper.commit()
+    row = run_events(reader, RUN_A)[0]
+    assert (row.step, row.status) == ("deploy", "failed")
+
+
 def test_run_events_page_by_run_seq(log, reader):
     for number in range(7):
         log.append([event(RUN_A, f"step {number}"), event(RUN_B, "noise")], f"2026-11-28T10:00:0{number}.000000Z")

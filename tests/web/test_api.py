@@ -143,3 +143,18 @@ def test_start_run_retry_returns_the_same_run(api):
     first = client.post("/v1/runs", json={"step": "nightly"}, headers=headers).json()
     again = client.post("/v1/runs", json={"step": "nightly"}, headers=headers).json()
     assert first["trace_id"] == again["trace_id"] and first["traceparent"] == again["traceparent"]
+
+
+def test_an_event_for_a_closed_run_names_its_place_in_the_batch(api):
+    client, tokens, _ = api
+    headers = {"Authorization": f"Bearer {tokens['append']}"}
+    closed = "c" * 32
+    assert client.post("/v1/events", json={"trace_id": closed, "step": "end", "status": "succeeded", "final": True},
+                       headers=headers).status_code == 201
+    before = size(client)
+    batch = [{"trace_id": "d" * 32, "step": "ok", "status": "info"},
+             {"trace_id": closed, "step": "late", "status": "info"}]
+    response = client.post("/v1/events", json=batch, headers=headers)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "run_closed"
+    assert "[1]" in response.json()["error"]["field"]
+    assert size(client) == before
