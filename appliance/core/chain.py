@@ -223,6 +223,8 @@ def verify_run_chain(entries: Iterable[ChainItem], *, trace_id: str | None = Non
     `RunChainError` for run-level breaks); for unreadable bytes seq is the claimed seq if
     readable, else one past the last verified entry.
     """
+    if trace_id is not None and type(trace_id) is not str:
+        raise InvalidInput(f"trace_id must be a string or None, got {type(trace_id).__name__}", field="trace_id")
     chains = RunChains()
     count, last_seq = 0, -1
     reads = _reads(entries)

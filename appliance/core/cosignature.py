@@ -50,6 +50,9 @@ def timestamp_of(signature: bytes) -> int:
 
     Precondition: `signature` was verified, or the caller only wants to read the claim.
     """
+    if not isinstance(signature, (bytes, bytearray)):
+        raise NoteFormatError(f"a cosignature/v1 signature is bytes, got {type(signature).__name__}",
+                              field="signature")
     if len(signature) != COSIGNATURE_SIZE:
         raise NoteFormatError(f"a cosignature/v1 signature is {COSIGNATURE_SIZE} bytes after the key ID, "
                               f"got {len(signature)}", field="signature")
@@ -100,7 +103,9 @@ class CosignatureVerifier:
             timestamp = timestamp_of(signature)
         except NoteFormatError as err:
             raise SignatureError(f"invalid cosignature for key {key}: {err}") from err
-        message = cosigned_message(text, timestamp)
+        if not isinstance(text, (bytes, bytearray)):
+            raise SignatureError(f"invalid cosignature for key {key}: the signed text must be bytes")
+        message = cosigned_message(bytes(text), timestamp)
         if not ed25519_verify(self.public_key, message, signature[TIMESTAMP_SIZE:]):
             raise SignatureError(f"invalid cosignature for key {key}")
         return timestamp

@@ -75,6 +75,8 @@ class KeyID:
 
     @classmethod
     def from_bytes(cls, value: bytes) -> KeyID:
+        if not isinstance(value, (bytes, bytearray, memoryview)):  # bytes(5) would be five zeros
+            raise NoteFormatError(f"a key ID is {KEY_ID_SIZE} bytes, got {type(value).__name__}", field="key_id")
         return cls(bytes(value))
 
     @classmethod
@@ -160,7 +162,7 @@ def expect_key_id(declared: KeyID, computed: KeyID, what: str) -> None:
 
 def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True if `signature` is a valid RFC 8032 Ed25519 signature of `message`; never raises."""
-    if len(signature) != ED25519_SIGNATURE_SIZE:
+    if not isinstance(signature, (bytes, bytearray)) or len(signature) != ED25519_SIGNATURE_SIZE:
         return False
     try:
         nacl.signing.VerifyKey(public_key).verify(message, signature)

@@ -99,7 +99,7 @@ def sign_note(text: str | bytes, signers: Iterable[Signer]) -> bytes:
     Preconditions (checked): `text` is UTF-8, ends in a newline, has no control character other
     than newline; there are 1 to 100 signers, each with a valid key name.
     """
-    body = _decode_message(text) if isinstance(text, (bytes, bytearray)) else text
+    body = _decode_message(text) if isinstance(text, (bytes, bytearray, str)) else text
     if not isinstance(body, str):
         raise NoteFormatError("note text must be str or bytes", field="text")
     _check_text(body, "text")

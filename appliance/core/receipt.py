@@ -15,14 +15,13 @@ a receipt cannot be mistaken for a checkpoint, which starts with the origin line
 """
 
 import base64
-import binascii
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from appliance.core.errors import NoteFormatError, VerificationError
 from appliance.core.hashing import HASH_SIZE, sha256
-from appliance.core.keys import check_key_name
+from appliance.core.keys import b64decode_strict, check_key_name
 from appliance.core.note import Signer, Verifier, open_note, sign_note
 from appliance.core.timefmt import check_utc
 
@@ -40,12 +39,18 @@ def _count(text: str, name: str, minimum: int) -> int:
     return int(text)
 
 
-def digest_of(entry_hashes: Iterable[bytes]) -> bytes:
-    """SHA-256 over the concatenated 32-byte entry hashes, in seq order."""
+def _hash_list(entry_hashes: Iterable[bytes]) -> list[bytes]:
+    if isinstance(entry_hashes, (bytes, bytearray, str)) or not isinstance(entry_hashes, Iterable):
+        raise NoteFormatError("entry hashes must be a sequence of 32-byte hashes", field="entry_hashes")
     hashes = list(entry_hashes)
     if any(type(h) is not bytes or len(h) != HASH_SIZE for h in hashes):
         raise NoteFormatError("entry hashes must be 32 bytes each", field="entry_hashes")
-    return sha256(b"".join(hashes))
+    return hashes
+
+
+def digest_of(entry_hashes: Iterable[bytes]) -> bytes:
+    """SHA-256 over the concatenated 32-byte entry hashes, in seq order."""
+    return sha256(b"".join(_hash_list(entry_hashes)))
 
 
 @dataclass(frozen=True)
@@ -76,13 +81,12 @@ class Receipt:
 
     @classmethod
     def from_text(cls, text: str) -> "Receipt":
+        if not isinstance(text, str):
+            raise NoteFormatError("a receipt body is text", field="receipt")
         lines = text.split("\n")
         if len(lines) != 7 or lines[6] != "" or lines[0] != HEADER:
             raise NoteFormatError(f"a receipt is six lines starting with {HEADER!r}", field="receipt")
-        try:
-            digest = base64.b64decode(lines[5], validate=True)
-        except binascii.Error:
-            raise NoteFormatError("receipt digest is not base64", field="digest") from None
+        digest = b64decode_strict(lines[5], what="digest")
         if base64.b64encode(digest).decode() != lines[5]:
             raise NoteFormatError("receipt digest is not canonical base64", field="digest")
         return cls(lines[1], _count(lines[2], "first_seq", 0), _count(lines[3], "count", 1), lines[4], digest)
@@ -93,6 +97,9 @@ class Receipt:
 
     def check_covers(self, first_seq: int, entry_hashes: Sequence[bytes]) -> None:
         """Raise `ReceiptError` unless this receipt covers exactly these entries from `first_seq`."""
+        entry_hashes = _hash_list(entry_hashes)
+        if type(first_seq) is not int:
+            raise ReceiptError(f"first seq must be an integer, got {type(first_seq).__name__}")
         if first_seq != self.first_seq or len(entry_hashes) != self.count:
             raise ReceiptError(f"receipt covers seq {self.first_seq}..{self.first_seq + self.count - 1}, "
                                f"not {first_seq}..{first_seq + len(entry_hashes) - 1}")

@@ -105,6 +105,10 @@ class Sequencer:
         touched: dict[str, RunHead] = {}
         seq, prev = self._frontier.size, self._head_hash
         for index, event in enumerate(events):
+            if type(event.trace_id) is not str:  # checked in full by encode_entry; a dict key needs a str
+                error = EntryError(f"trace_id must be a string, got {type(event.trace_id).__name__}", field="trace_id")
+                error.index = index  # type: ignore[attr-defined]
+                raise error
             run = touched.get(event.trace_id) or self._lookup_run(event.trace_id)
             if run is not None and run.closed:
                 error = RunClosedError(
