@@ -1,0 +1,1 @@
+"""Subcommands of `runlog`, one module per command group, each with `register(subparsers)`."""
