@@ -60,3 +60,12 @@ def test_example_is_reproduced_byte_for_byte() -> None:
     assert signer.verifier().to_text() == EXAMPLE["log_verifier_key"]
     assert sign_receipt(receipt, signer) == EXAMPLE["message"]
     assert Receipt.from_text(EXAMPLE["text"]) == receipt
+
+
+def test_format_document_shows_this_example() -> None:
+    """docs/FORMAT.md ("Receipts") prints this vector; keep the two the same."""
+    document = (Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md").read_text(encoding="utf-8")
+    for line in EXAMPLE["message"].splitlines():
+        assert f"    {line}".rstrip() in document.splitlines()
+    for digest in EXAMPLE["entry_hashes_hex"]:
+        assert digest in document
