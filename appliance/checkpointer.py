@@ -1,0 +1,178 @@
+"""The background thread that cuts checkpoints: every interval when the log grew, and the daily
+root of every UTC day as soon as the day is over (and, at start, of the days missed while down).
+
+It owns one write connection, used only under its lock, so the thread, on-demand cuts
+(`POST /v1/checkpoints`) and the final cut at shutdown never interleave. Time comes from an
+injected clock; a store error is logged and retried at the next tick, never fatal.
+"""
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from appliance.core.cosignature import CosignatureSigner
+from appliance.core.keys import NoteSigner
+from appliance.keyfile import load_signer
+from appliance.store.checkpoints import (
+    SETTLE,
+    CheckpointSigners,
+    StoredCheckpoint,
+    cut_checkpoint,
+    cut_daily_roots,
+    last_cut_at,
+    latest_checkpoint,
+    next_day_end,
+)
+from appliance.store.db import connect, migrate
+from appliance.store.errors import StoreError
+from appliance.store.tiles import TreeReader
+
+log = logging.getLogger("runlog.checkpointer")
+
+RETRY_SECONDS = 30.0
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def load_signers(keys_dir: Path, origin: str) -> CheckpointSigners:
+    """The log key (`log.key`, named `origin`) and the clock cosigner (`clock.key`) from `keys_dir`."""
+    log_signer = load_signer(keys_dir / "log.key")
+    clock_signer = load_signer(keys_dir / "clock.key")
+    if not isinstance(log_signer, NoteSigner) or log_signer.name != origin:
+        raise StoreError(f"{keys_dir / 'log.key'} is not a log key named {origin!r}")
+    if not isinstance(clock_signer, CosignatureSigner):
+        raise StoreError(f"{keys_dir / 'clock.key'} is not a cosignature key")
+    return CheckpointSigners(log_signer, clock_signer)
+
+
+def cut_on_demand(conn: sqlite3.Connection, signers: CheckpointSigners, *, now: datetime, anchors: Sequence[str] = (),
+                  settle: timedelta = SETTLE) -> tuple[StoredCheckpoint, bool]:
+    """The missed daily roots, then the checkpoint of every committed entry (signed now unless that
+    size already has one). Returns it and whether it was signed now."""
+    cut_daily_roots(conn, signers, now=now, anchors=anchors, settle=settle)
+    return cut_checkpoint(conn, signers, now=now, anchors=anchors)
+
+
+class Checkpointer:
+    """Cuts checkpoints in its own thread; `start()`, `tick()`/`wake()`, `cut_now()`, `stop()`.
+
+    `interval` is in seconds (RUNLOG_CHECKPOINT_INTERVAL); `anchors` names the anchors each new
+    checkpoint is queued for."""
+
+    def __init__(self, db_path: str | Path, signers: CheckpointSigners, *, interval: float,
+                 anchors: Sequence[str] = (), clock: Clock = _utc_now, synchronous: str = "FULL",
+                 settle: timedelta = SETTLE, retry_seconds: float = RETRY_SECONDS) -> None:
+        if not interval > 0:
+            raise StoreError(f"the checkpoint interval must be positive, not {interval!r}")
+        self._db_path, self._signers, self._anchors = db_path, signers, tuple(anchors)
+        self._interval = timedelta(seconds=interval)
+        self._clock, self._synchronous, self._settle, self._retry = clock, synchronous, settle, retry_seconds
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def start(self) -> None:
+        """Open the store, cut the daily roots missed while the appliance was down, start the thread."""
+        conn = connect(self._db_path, synchronous=self._synchronous)
+        migrate(conn)
+        self._conn = conn
+        self._stopping = False
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._run, args=(self._tick_and_delay(),), name="runlog-checkpointer",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, *, final: bool = True) -> None:
+        """Stop the thread at once; then, if `final` and the log grew, cut a last checkpoint (call it
+        after the writer drained, so it covers every acknowledged entry); close the connection."""
+        if self._conn is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            try:
+                if final and self._grown():
+                    cut_on_demand(self._conn, self._signers, now=self._clock(), anchors=self._anchors,
+                                  settle=self._settle)
+            except Exception:  # noqa: BLE001 - shutting down: the next start cuts what is missing
+                log.exception("the final checkpoint at shutdown failed")
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Make the thread read the clock and cut what is due now (e.g. after the clock moved)."""
+        self._wake.set()
+
+    def cut_now(self) -> tuple[StoredCheckpoint, bool]:
+        """On demand: the checkpoint of every committed entry, and whether it was signed now."""
+        with self._lock:
+            return cut_on_demand(self._require_conn(), self._signers, now=self._clock(), anchors=self._anchors,
+                                 settle=self._settle)
+
+    def tick(self) -> list[StoredCheckpoint]:
+        """Cut what is due at the clock's now: daily roots of days that are over, then a checkpoint
+        if the log grew and the interval since the last cut has passed. Returns what was signed."""
+        with self._lock:
+            conn, now = self._require_conn(), self._clock()
+            days = cut_daily_roots(conn, self._signers, now=now, anchors=self._anchors, settle=self._settle)
+            signed = list({d.checkpoint.size: d.checkpoint for d in days}.values())
+            last = last_cut_at(conn)
+            if self._grown() and (last is None or now >= last + self._interval):
+                checkpoint, created = cut_checkpoint(conn, self._signers, now=now, anchors=self._anchors)
+                if created:
+                    signed.append(checkpoint)
+        for checkpoint in signed:
+            log.info("checkpoint signed at tree size %d", checkpoint.size)
+        return signed
+
+    def seconds_until_due(self) -> float:
+        """How long the thread may sleep: until the next day ends or the interval since the last cut
+        passes, whichever is first (a full interval from now when that has already passed)."""
+        with self._lock:
+            last = last_cut_at(self._require_conn())
+        now = self._clock()
+        interval_due = last + self._interval if last is not None and last + self._interval > now else now + self._interval
+        return max(0.0, (min(interval_due, next_day_end(now, settle=self._settle)) - now).total_seconds())
+
+    def _grown(self) -> bool:
+        conn = self._require_conn()
+        latest, size = latest_checkpoint(conn), TreeReader(conn).size()
+        return size > 0 if latest is None else size > latest.size
+
+    def _require_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the checkpointer is not running")
+        return self._conn
+
+    def _tick_and_delay(self) -> float:
+        """Tick, and say how long to sleep after it; a failure is logged and retried, never raised."""
+        try:
+            self.tick()
+            return self.seconds_until_due()
+        except Exception:  # noqa: BLE001 - a checkpoint failure must never stop the appliance
+            log.exception("cutting checkpoints failed; retrying in %.0f s", self._retry)
+            return self._retry
+
+    def _run(self, delay: float) -> None:
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stopping:
+                return
+            delay = self._tick_and_delay()
