@@ -54,9 +54,10 @@ def load_signers(keys_dir: Path, origin: str) -> CheckpointSigners:
 def cut_on_demand(conn: sqlite3.Connection, signers: CheckpointSigners, *, now: datetime, anchors: Sequence[str] = (),
                   settle: timedelta = SETTLE) -> tuple[StoredCheckpoint, bool]:
     """The missed daily roots, then the checkpoint of every committed entry (signed now unless that
-    size already has one). Returns it and whether it was signed now."""
-    cut_daily_roots(conn, signers, now=now, anchors=anchors, settle=settle)
-    return cut_checkpoint(conn, signers, now=now, anchors=anchors)
+    size already has one). Returns it and whether this call signed it."""
+    days = cut_daily_roots(conn, signers, now=now, anchors=anchors, settle=settle)
+    checkpoint, created = cut_checkpoint(conn, signers, now=now, anchors=anchors)
+    return checkpoint, created or any(d.signed_now and d.checkpoint.size == checkpoint.size for d in days)
 
 
 class Checkpointer:
@@ -131,7 +132,7 @@ class Checkpointer:
         with self._lock:
             conn, now = self._require_conn(), self._clock()
             days = cut_daily_roots(conn, self._signers, now=now, anchors=self._anchors, settle=self._settle)
-            signed = list({d.checkpoint.size: d.checkpoint for d in days}.values())
+            signed = [d.checkpoint for d in days if d.signed_now]
             last = last_cut_at(conn)
             if self._grown() and (last is None or now >= last + self._interval):
                 checkpoint, created = cut_checkpoint(conn, self._signers, now=now, anchors=self._anchors)

@@ -60,10 +60,12 @@ class StoredCheckpoint:
 
 @dataclass(frozen=True)
 class DailyRoot:
-    """The checkpoint covering exactly the entries received before the end of UTC day `day`."""
+    """The checkpoint covering exactly the entries received before the end of UTC day `day`;
+    `signed_now` when the cut that recorded it signed it (not when a size is listed or shared)."""
 
     day: date
     checkpoint: StoredCheckpoint
+    signed_now: bool = False
 
 
 @contextmanager
@@ -221,7 +223,7 @@ def cut_daily_roots(conn: sqlite3.Connection, signers: CheckpointSigners, *, now
         with _immediate(conn):
             if conn.execute("SELECT 1 FROM daily_roots WHERE day = ?", (day.isoformat(),)).fetchone():
                 continue  # another process (e.g. `runlog checkpoint`) got there first
-            checkpoint, _ = _signed(conn, signers, entries_before(conn, day + _DAY), now, anchors)
+            checkpoint, created = _signed(conn, signers, entries_before(conn, day + _DAY), now, anchors)
             conn.execute("INSERT INTO daily_roots (day, size) VALUES (?, ?)", (day.isoformat(), checkpoint.size))
-        recorded.append(DailyRoot(day, checkpoint))
+        recorded.append(DailyRoot(day, checkpoint, created))
     return recorded

@@ -196,6 +196,7 @@ def test_missed_days_are_cut_at_their_exact_sizes_and_empty_days_share_one(store
         frozen.move_to("2026-12-03T18:00:00Z")
         cut = cps.cut_daily_roots(store.conn, store.signers, now=now(), anchors=["pg"])
     assert [r.day for r in cut] == sorted(sizes)[:-1]
+    assert [r.signed_now for r in cut] == [True, False, True, False, False]
     assert store.daily() == {day: size for day, size in sizes.items() if day < date(2026, 12, 3)}
     for day, size in store.daily().items():
         assert size == store.count_before(day + timedelta(days=1))
