@@ -60,7 +60,7 @@ class Checkpoint:
         if not isinstance(self.root_hash, (bytes, bytearray)) or len(self.root_hash) != HASH_SIZE:
             raise NoteFormatError(f"checkpoint root hash must be {HASH_SIZE} bytes", field="root_hash")
         object.__setattr__(self, "root_hash", bytes(self.root_hash))
-        if isinstance(self.extensions, str):
+        if isinstance(self.extensions, (str, bytes)) or not isinstance(self.extensions, Iterable):
             raise NoteFormatError("checkpoint extensions are a sequence of lines", field="extension")
         extensions = tuple(self.extensions)
         for line in extensions:
