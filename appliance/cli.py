@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timezone
 
 from appliance import __version__
+from appliance.commands import anchors as anchors_commands
 from appliance.core.errors import RunlogError
 
 
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--status", default="info", choices=["started", "succeeded", "failed", "skipped", "info"])
     emit.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE")
     emit.add_argument("--final", action="store_true", help="this event closes the run")
+    anchors_commands.register(commands)
     return parser
 
 

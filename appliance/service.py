@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from appliance.anchors.base import Anchor
+from appliance.anchors.config import build_anchors
+from appliance.anchors.outbox import Outbox
 from appliance.core.cosignature import CosignatureSigner, generate_cosigner
 from appliance.core.keys import NoteSigner, generate_signer
 from appliance.core.timefmt import format_utc
@@ -105,6 +108,8 @@ class Appliance:
     clock_signer: CosignatureSigner
     writer: Writer
     tokens: TokenAuthenticator
+    anchors: tuple[Anchor, ...] = ()
+    outbox: Outbox | None = None  # publishes checkpoints to `anchors`; its status feeds /healthz
 
     def __post_init__(self) -> None:
         self._local = threading.local()
@@ -117,6 +122,8 @@ class Appliance:
         return conn
 
     def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.stop()
         self.writer.stop()
         self.tokens.close()
 
@@ -129,8 +136,11 @@ def open_appliance(settings: Settings) -> Appliance:
         raise StoreError(f"{settings.keys_dir / 'log.key'} is not a log key named {settings.origin!r}")
     if not isinstance(clock_signer, CosignatureSigner):
         raise StoreError(f"{settings.keys_dir / 'clock.key'} is not a cosignature key")
+    anchors = build_anchors(settings)  # before starting anything: a bad anchor setting stops here
     writer = Writer(settings.db_path, origin=settings.origin, signer=log_signer, synchronous=settings.synchronous)
     writer.start()
     tokens = TokenAuthenticator(lambda: connect(settings.db_path, readonly=True))
-    return Appliance(settings, log_signer, clock_signer, writer, tokens)
+    outbox = Outbox(settings.db_path, anchors, origin=settings.origin)
+    outbox.start()
+    return Appliance(settings, log_signer, clock_signer, writer, tokens, anchors, outbox)
 

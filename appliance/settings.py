@@ -27,6 +27,11 @@ SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _VISIBLE_ASCII = re.compile(r"[!-~]+")
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750: what may follow "Bearer "
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]{1,253}")
+_PRINTABLE_ASCII = re.compile(r"[ -~]+")
+_PG_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
+_S3_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")  # wider than AWS: S3-compatible stores differ
+_S3_PREFIX = re.compile(r"[!-~]{0,512}")
+_S3_REGION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class SettingsError(RunlogError):
@@ -59,6 +64,16 @@ class Settings:
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
+    # Anchors: any of them, none by default. The lag threshold (seconds) is when /healthz degrades.
+    anchor_postgres_dsn: str | None = field(default=None, repr=False)
+    anchor_postgres_table: str = "runlog_checkpoints"
+    anchor_s3_bucket: str | None = None
+    anchor_s3_prefix: str = ""
+    anchor_s3_endpoint: str | None = None
+    anchor_s3_region: str | None = None
+    anchor_s3_retention_days: int = 400
+    anchor_dir: Path | None = None
+    anchor_lag_threshold: float = 3600.0
 
     @property
     def db_path(self) -> Path:
@@ -93,6 +108,18 @@ class Settings:
             slack_signing_secret=_secret(env, "RUNLOG_SLACK_SIGNING_SECRET"),
             slack_bot_token=_secret(env, "RUNLOG_SLACK_BOT_TOKEN"),
             slack_api_url=_url(env, "RUNLOG_SLACK_API_URL", "https://slack.com/api/").rstrip("/") + "/",
+            anchor_postgres_dsn=_secret(env, "RUNLOG_ANCHOR_POSTGRES_DSN", spaces=True),
+            anchor_postgres_table=_matching(env, "RUNLOG_ANCHOR_POSTGRES_TABLE", _PG_TABLE,
+                                            "a table name (letters, digits, _; optionally schema.table)",
+                                            "runlog_checkpoints"),
+            anchor_s3_bucket=_matching(env, "RUNLOG_ANCHOR_S3_BUCKET", _S3_BUCKET, "an S3 bucket name"),
+            anchor_s3_prefix=_matching(env, "RUNLOG_ANCHOR_S3_PREFIX", _S3_PREFIX,
+                                       "up to 512 printable ASCII characters without spaces", ""),
+            anchor_s3_endpoint=_url(env, "RUNLOG_ANCHOR_S3_ENDPOINT", "") or None,
+            anchor_s3_region=_matching(env, "RUNLOG_ANCHOR_S3_REGION", _S3_REGION, "a region name like eu-west-1"),
+            anchor_s3_retention_days=_integer(env, "RUNLOG_ANCHOR_S3_RETENTION_DAYS", 400, 1, 36_500),
+            anchor_dir=Path(anchor_dir) if (anchor_dir := _get(env, "RUNLOG_ANCHOR_DIR")) else None,
+            anchor_lag_threshold=_seconds(env, "RUNLOG_ANCHOR_LAG_THRESHOLD", 3600.0),
         )
 
 
@@ -125,6 +152,16 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value) or not 0 < value <= DAY_SECONDS:
         raise SettingsError(name, f"must be more than 0 and at most {DAY_SECONDS} seconds, got {text[:40]!r}")
     return value
+
+
+def _matching(env: Mapping[str, str], name: str, pattern: re.Pattern[str], what: str,
+              default: str | None = None) -> str | None:
+    text = _get(env, name)
+    if text is None:
+        return default
+    if not pattern.fullmatch(text):
+        raise SettingsError(name, f"must be {what}, got {text[:80]!r}")
+    return text
 
 
 def _synchronous(env: Mapping[str, str]) -> str:
@@ -180,8 +217,9 @@ def _admin_token(env: Mapping[str, str]) -> str | None:
     return token
 
 
-def _secret(env: Mapping[str, str], name: str, *, min_chars: int = 1) -> str | None:
-    """The secret from `name` or from the file `name_FILE` names; never both."""
+def _secret(env: Mapping[str, str], name: str, *, min_chars: int = 1, spaces: bool = False) -> str | None:
+    """The secret from `name` or from the file `name_FILE` names; never both. `spaces` admits
+    inner spaces (a libpq key=value connection string)."""
     file_name = f"{name}_FILE"
     value, path = _get(env, name), _get(env, file_name)
     if value is not None and path is not None:
@@ -194,6 +232,8 @@ def _secret(env: Mapping[str, str], name: str, *, min_chars: int = 1) -> str | N
         name = file_name
     if value is None:
         return None
-    if not _VISIBLE_ASCII.fullmatch(value) or not min_chars <= len(value) <= MAX_TOKEN_CHARS:
-        raise SettingsError(name, f"must be {min_chars}..{MAX_TOKEN_CHARS} printable ASCII characters without spaces")
+    allowed = _PRINTABLE_ASCII if spaces else _VISIBLE_ASCII
+    if not allowed.fullmatch(value) or not min_chars <= len(value) <= MAX_TOKEN_CHARS:
+        raise SettingsError(name, f"must be {min_chars}..{MAX_TOKEN_CHARS} printable ASCII characters"
+                                  + ("" if spaces else " without spaces"))
     return value

@@ -4,11 +4,13 @@ SQLite reads are blocking, so every handler here runs in a worker thread (`sync_
 with that thread's own read-only connection."""
 
 import base64
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from appliance.anchors.outbox import anchor_status
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import leaf_hash
 from appliance.service import Appliance
@@ -95,5 +97,16 @@ def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     size = TreeReader(appliance.reader()).size()
     writer_ok = appliance.writer.running
     checks = {"writer": "ok" if writer_ok else "stopped", "store": "ok"}
-    body = HealthOut(status="ok" if writer_ok else "failing", tree_size=size, checks=checks)
-    return Response(body, status_code=200 if writer_ok else 503)
+    healthy = writer_ok
+    # Anchors: a fork, or checkpoints waiting past the lag threshold, fail the check (503): nobody
+    # outside the box holds our recent checkpoints. One "anchor <name>" check per anchor.
+    names = [anchor.name for anchor in appliance.anchors]
+    for state in anchor_status(appliance.reader(), names, datetime.now(timezone.utc)):
+        verdict, line = state.health(appliance.settings.anchor_lag_threshold)
+        checks[f"anchor {state.anchor}"] = line
+        healthy = healthy and verdict == "ok"
+    if names and appliance.outbox is not None and not appliance.outbox.running:
+        checks["anchor outbox"] = "stopped"
+        healthy = False
+    body = HealthOut(status="ok" if healthy else "failing", tree_size=size, checks=checks)
+    return Response(body, status_code=200 if healthy else 503)
