@@ -33,6 +33,10 @@ class _Version:
     retain_until: datetime | None
 
 
+def _oldest_first(versions: list[dict]) -> list[str]:
+    return [v["VersionId"] for v in sorted(versions, key=lambda v: v["LastModified"])]
+
+
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -80,13 +84,23 @@ class S3Anchor:
                 "could be deleted or overwritten; use a bucket created with Object Lock (or enable it on this one)")
         self._locked = True
 
-    def _version_ids(self, key: str) -> list[str]:
-        """Version IDs of exactly `key`, oldest first; delete markers are not versions."""
-        found: list[dict] = []
-        for page in self._pages(key):
-            found.extend(v for v in page.get("Versions", []) if v["Key"] == key)
-        found.sort(key=lambda v: v["LastModified"])
-        return [v["VersionId"] for v in found]
+    def _listed(self, prefix: str) -> Iterator[tuple[str, list[str]]]:
+        """(key, its version IDs oldest first) for every key under `prefix` with at least one
+        version, in key order; delete markers are not versions, so "deleted" keys still show."""
+        key, found = None, []
+        for page in self._pages(prefix):
+            for version in page.get("Versions", []):
+                if version["Key"] != key:
+                    if found:
+                        yield key, _oldest_first(found)
+                    key, found = version["Key"], []
+                found.append(version)
+        if found:
+            yield key, _oldest_first(found)
+
+    def _held(self, key: str) -> list[_Version]:
+        ids = next((ids for listed, ids in self._listed(key) if listed == key), [])
+        return [self._read(key, version_id) for version_id in ids]
 
     def _pages(self, prefix: str) -> Iterator[dict]:
         try:
@@ -104,9 +118,6 @@ class S3Anchor:
         except (BotoCoreError, OSError) as error:
             raise AnchorError(f"{self.name}: reading {key} failed: {error}") from error
         return _Version(version_id, data, found.get("ObjectLockMode"), found.get("ObjectLockRetainUntilDate"))
-
-    def _held(self, key: str) -> list[_Version]:
-        return [self._read(key, version_id) for version_id in self._version_ids(key)]
 
     def _one(self, size: int, held: list[_Version], ours: bytes | None = None) -> _Version:
         """The version the anchor holds; `AnchorFork` if versions (or ours) disagree."""
@@ -162,24 +173,24 @@ class S3Anchor:
             return None
         return AnchoredCheckpoint(self.origin, size, self._one(size, held).data.decode("utf-8", "replace"))
 
-    def _sizes(self) -> Iterator[int]:
-        """Sizes with at least one object version under our folder, increasing (keys sort as numbers)."""
-        last = None
-        for page in self._pages(self._folder):
-            for version in page.get("Versions", []):
-                suffix = version["Key"][len(self._folder):]
-                if len(suffix) == _DIGITS and suffix.isascii() and suffix.isdigit() and suffix != last:
-                    last = suffix
-                    yield int(suffix)
+    def _checkpoint(self, key: str, ids: list[str]) -> AnchoredCheckpoint:
+        size = int(key[len(self._folder):])
+        held = [self._read(key, version_id) for version_id in ids]
+        return AnchoredCheckpoint(self.origin, size, self._one(size, held).data.decode("utf-8", "replace"))
+
+    def _keys(self) -> Iterator[tuple[str, list[str]]]:
+        """Our checkpoint keys (20-digit names, so key order is size order) with their versions."""
+        for key, ids in self._listed(self._folder):
+            suffix = key[len(self._folder):]
+            if len(suffix) == _DIGITS and suffix.isascii() and suffix.isdigit():
+                yield key, ids
 
     def latest(self) -> AnchoredCheckpoint | None:
-        size = None
-        for size in self._sizes():
+        last = None
+        for last in self._keys():
             pass
-        return None if size is None else self.fetch(size)
+        return None if last is None else self._checkpoint(*last)
 
     def checkpoints(self) -> Iterator[AnchoredCheckpoint]:
-        for size in self._sizes():
-            found = self.fetch(size)
-            if found is not None:
-                yield found
+        for key, ids in self._keys():
+            yield self._checkpoint(key, ids)
