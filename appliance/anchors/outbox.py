@@ -22,7 +22,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +35,7 @@ from appliance.store.db import connect
 log = logging.getLogger("runlog.anchors")
 
 FORK, INVALID = "FORK: ", "INVALID: "
+_PAGE = 500
 _RETRYABLE = "(last_error IS NULL OR (last_error NOT LIKE 'FORK:%' AND last_error NOT LIKE 'INVALID:%'))"
 _ROWS = """SELECT o.size, o.attempts, c.note FROM anchor_outbox o JOIN checkpoints c ON c.size = o.size
            WHERE o.anchor = ? AND o.published_at IS NULL
@@ -211,6 +212,7 @@ class Outbox:
         wake, conn = self._wakes[anchor.name], None
         hold_until, seen = 0.0, None
         while not self._stopping.is_set():
+            wake.clear()  # before looking, so a wake() during the work is not lost
             delay = self._poll
             try:
                 if conn is None:
@@ -231,7 +233,6 @@ class Outbox:
             except sqlite3.Error as error:
                 log.error("anchor outbox for %s cannot use the store: %s", anchor.name, error)
             wake.wait(max(0.0, delay))
-            wake.clear()
         if conn is not None:
             conn.close()
 
@@ -244,12 +245,12 @@ class Outbox:
     def _drain(self, conn: sqlite3.Connection, anchor: Anchor, *, due_only: bool) -> tuple[int, int, str | None, float]:
         """Publish pending rows in size order; return (published, failed permanently, the error that
         stopped the drain or None, seconds until that row's retry)."""
-        query, params = _ROWS, [anchor.name]
+        query, params = _ROWS + " AND o.size > ?", [anchor.name]
         if due_only:
             query += " AND julianday(o.next_attempt_at) <= julianday(?)"
             params.append(_utc(self._clock()))
         published = failed = 0
-        for size, attempts, note in conn.execute(query + " ORDER BY o.size", params).fetchall():
+        for size, attempts, note in self._pages(conn, query + " ORDER BY o.size LIMIT ?", params):
             if self._stopping.is_set() and due_only:
                 break
             try:
@@ -281,6 +282,17 @@ class Outbox:
                          (_utc(self._clock()), location, anchor.name, size))
             published += 1
         return published, failed, None, 0.0
+
+    @staticmethod
+    def _pages(conn: sqlite3.Connection, query: str, params: list) -> Iterator[tuple[int, int, str]]:
+        """Rows in pages keyed on size, so a long backlog never sits in memory at once."""
+        after = -1
+        while True:
+            rows = conn.execute(query, [params[0], after, *params[1:], _PAGE]).fetchall()
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
 
     def _mark_failed(self, conn: sqlite3.Connection, name: str, size: int, error: str) -> None:
         conn.execute("UPDATE anchor_outbox SET attempts = attempts + 1, last_error = ? "

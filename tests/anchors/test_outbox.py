@@ -38,7 +38,8 @@ def test_every_checkpoint_is_queued_for_every_anchor_once(store, clock):
     assert [(r[0], r[1]) for r in outbox_rows(store)] == [(n, s) for n in "ab" for s in (1, 3, 5, 9)]
 
 
-def test_push_publishes_everything_and_is_exactly_once(store, clock, tmp_path):
+def test_push_publishes_everything_and_is_exactly_once(store, clock, tmp_path, monkeypatch):
+    monkeypatch.setattr("appliance.anchors.outbox._PAGE", 2)  # three checkpoints span two pages
     anchors = [LocalDirAnchor(tmp_path / "one", origin=ORIGIN), LocalDirAnchor(tmp_path / "two", origin=ORIGIN)]
     for size in (1, 2, 3):
         add_checkpoint(store, size)
