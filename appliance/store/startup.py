@@ -18,6 +18,7 @@ from appliance.core.entry import decode_entry
 from appliance.core.errors import ChainError, RunlogError
 from appliance.core.hashing import leaf_hash
 from appliance.store.errors import StoreCorrupt
+from appliance.core.tiles import TILE_WIDTH
 from appliance.store.tiles import TreeReader
 
 
@@ -46,7 +47,7 @@ def restore_log(conn: sqlite3.Connection) -> RestoredLog:
             raise StoreCorrupt(f"the log ends after {size} entries but a checkpoint covers {start}: "
                                "entries were removed (truncated)", seq=size)
         if start and reader.root(start) != root:
-            raise StoreCorrupt(f"the stored Merkle tree at size {start} does not match the signed checkpoint")
+            _explain_root_mismatch(conn, reader, start)
     head = ChainHead(0, None)
     frontier = reader.frontier(start)
     if start:
@@ -70,6 +71,24 @@ def restore_log(conn: sqlite3.Connection) -> RestoredLog:
     _check_run_heads(conn, tail.touched, start)
     last = conn.execute("SELECT received_at FROM entries WHERE seq = ?", (size - 1,)).fetchone()
     return RestoredLog(stored, head.head_hash, last[0] if last else "")
+
+
+def _explain_root_mismatch(conn: sqlite3.Connection, reader: TreeReader, size: int) -> None:
+    """Raise `StoreCorrupt` for a tree that no longer has the checkpoint's root at `size`, naming
+    the first bad seq when the entries of the last, partially stored tile show it (the root over
+    them is computed from the entries themselves)."""
+    tile_start = (size - 1) // TILE_WIDTH * TILE_WIDTH
+    head = ChainHead(0, None)
+    if tile_start:
+        row = conn.execute("SELECT hash FROM entries WHERE seq = ?", (tile_start - 1,)).fetchone()
+        head = ChainHead(tile_start, row[0] if row else b"\x00" * 32)
+    rows = conn.execute("SELECT data, hash FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (tile_start, size))
+    try:
+        verify_global_chain(((bytes(d), bytes(h)) for d, h in rows), start=head)
+    except ChainError as error:
+        raise StoreCorrupt(f"the log's chain is broken ({error.reason}) under a signed checkpoint: {error}",
+                           seq=error.seq) from None
+    raise StoreCorrupt(f"the stored Merkle tree at size {size} does not match the signed checkpoint")
 
 
 class _Tail:

@@ -198,3 +198,18 @@ def test_a_store_whose_chain_was_edited_refuses_to_start(db, tamper, seq):
     with pytest.raises(StoreCorrupt) as caught:
         open_writer(db)
     assert caught.value.seq == seq
+
+
+def test_an_edit_under_a_checkpoint_is_named_by_seq(db):
+    writer = open_writer(db)
+    for i in range(10):
+        writer.append_sync(request(event(i % 2, f"s{i}")))
+    writer.stop()
+    conn = sqlite3.connect(db)
+    root = TreeReader(conn).root(10)
+    conn.execute("INSERT INTO checkpoints VALUES (10, ?, 'note', '2026-11-28T00:00:00Z')", (root,))
+    conn.commit()
+    edit(db, """UPDATE entries SET data = CAST(replace(CAST(data AS TEXT), '"s2"', '"s9"') AS BLOB) WHERE seq = 2""")
+    with pytest.raises(StoreCorrupt, match="under a signed checkpoint") as caught:
+        open_writer(db)
+    assert caught.value.seq == 2
