@@ -134,7 +134,8 @@ class Checkpointer:
             days = cut_daily_roots(conn, self._signers, now=now, anchors=self._anchors, settle=self._settle)
             signed = [d.checkpoint for d in days if d.signed_now]
             last = last_cut_at(conn)
-            if self._grown() and (last is None or now >= last + self._interval):
+            # A clock set back (now < last) must not hold checkpoints off until it catches up.
+            if self._grown() and (last is None or now < last or now >= last + self._interval):
                 checkpoint, created = cut_checkpoint(conn, self._signers, now=now, anchors=self._anchors)
                 if created:
                     signed.append(checkpoint)

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 
 from appliance import __version__
 from appliance.commands import anchors as anchors_commands
+from appliance.commands import checkpoint as checkpoint_command
+from appliance.commands import verify as verify_command
 from appliance.core.errors import RunlogError
 
 
@@ -206,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE")
     emit.add_argument("--final", action="store_true", help="this event closes the run")
     anchors_commands.register(commands)
+    checkpoint_command.register(commands)
+    verify_command.register(commands)
     return parser
 
 

@@ -1,8 +1,11 @@
 """The checkpointer thread against a real store and the real Writer, both reading a frozen clock
 (freezegun, tick=False, moved by hand): interval cuts, midnight, a year end, a three-day outage,
-the final cut at shutdown, surviving store errors."""
+the final cut at shutdown, surviving store errors; and `runlog checkpoint` as a real subprocess."""
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import date, datetime, timedelta, timezone
 
@@ -191,6 +194,18 @@ def test_it_survives_store_errors_and_retries(appliance, caplog):
     assert app.daily() == {date(2026, 11, 28): 1}
 
 
+def test_a_clock_set_back_does_not_hold_checkpoints_off(appliance):
+    with freeze_time("2026-11-28T10:00:00Z", tick=False) as frozen:
+        app = appliance()
+        app.start()
+        app.append(1)
+        app.checkpointer.tick()
+        frozen.move_to("2026-11-28T09:00:00Z")
+        app.append(1)
+        (cut,) = app.checkpointer.tick()
+    assert cut.size == 2
+
+
 def test_cut_now_signs_the_whole_log_once(appliance):
     with freeze_time("2026-11-28T10:00:00Z", tick=False):
         app = appliance()
@@ -199,3 +214,33 @@ def test_cut_now_signs_the_whole_log_once(appliance):
         first, created = app.checkpointer.cut_now()
         again, created_again = app.checkpointer.cut_now()
     assert created and not created_again and first == again and first.size == 2
+def test_runlog_checkpoint_signs_the_local_store(tmp_path):
+    settings = Settings(data_dir=tmp_path, keys_dir=tmp_path / "keys", origin=ORIGIN)
+    with freeze_time("2026-11-25T12:00:00Z"):
+        init_appliance(settings)
+    signers = load_signers(settings.keys_dir, ORIGIN)
+    writer = Writer(settings.db_path, origin=ORIGIN, signer=signers.log, clock=lambda: utc("2026-11-26T12:00:00"))
+    writer.start()
+    writer.append_sync(AppendRequest([Event(trace_id="a" * 32, step="s", status="info", ts="2026-01-01T00:00:00Z",
+                                            source="ci")], "ci"))
+    writer.stop()
+    env = {**os.environ, "RUNLOG_DATA_DIR": str(tmp_path), "RUNLOG_ORIGIN": ORIGIN}
+    env = {k: v for k, v in env.items() if not k.startswith("RUNLOG_ANCHOR")}
+    runs = [subprocess.run([sys.executable, "-m", "appliance.cli", "checkpoint"], env=env, capture_output=True,
+                           text=True, timeout=60) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout and "signed now" in runs[0].stderr and "already" in runs[1].stderr
+    signed = open_checkpoint(runs[0].stdout, signers.log.verifier(), origin=ORIGIN,
+                             cosigner_verifiers=[signers.clock.verifier()])
+    assert signed.checkpoint.size == 1
+    conn = connect(settings.db_path, readonly=True)
+    days = {r.day: r.checkpoint.size for r in cps.list_daily_roots(conn)}
+    conn.close()
+    assert days[date(2026, 11, 25)] == 0 and days[date(2026, 11, 26)] == 1 and len(days) >= 3
+
+
+def test_runlog_checkpoint_without_a_store_says_so(tmp_path):
+    env = {**os.environ, "RUNLOG_DATA_DIR": str(tmp_path / "none")}
+    result = subprocess.run([sys.executable, "-m", "appliance.cli", "checkpoint"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and "runlog init" in result.stderr and not (tmp_path / "none").exists()
