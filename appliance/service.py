@@ -14,11 +14,13 @@ from pathlib import Path
 from appliance.anchors.base import Anchor
 from appliance.anchors.config import build_anchors
 from appliance.anchors.outbox import Outbox
+from appliance.checkpointer import Checkpointer
 from appliance.core.cosignature import CosignatureSigner, generate_cosigner
 from appliance.core.keys import NoteSigner, generate_signer
 from appliance.core.timefmt import format_utc
 from appliance.keyfile import load_signer, save_signer, save_verifier
 from appliance.settings import Settings
+from appliance.store.checkpoints import CheckpointSigners
 from appliance.store.db import connect, get_meta, migrate, set_meta
 from appliance.store.errors import StoreError
 from appliance.store.tokens import TokenAuthenticator, create_token, hash_token, list_tokens
@@ -110,6 +112,7 @@ class Appliance:
     tokens: TokenAuthenticator
     anchors: tuple[Anchor, ...] = ()
     outbox: Outbox | None = None  # publishes checkpoints to `anchors`; its status feeds /healthz
+    checkpointer: Checkpointer | None = None
 
     def __post_init__(self) -> None:
         self._local = threading.local()
@@ -125,11 +128,14 @@ class Appliance:
         if self.outbox is not None:
             self.outbox.stop()
         self.writer.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()  # after the writer drained: the last checkpoint covers every acknowledged entry
         self.tokens.close()
 
 
 def open_appliance(settings: Settings) -> Appliance:
-    """Load the keys, verify and restore the store, start the writer. Run `init_appliance` first."""
+    """Load the keys, verify and restore the store, start the writer and the checkpointer. Run
+    `init_appliance` first."""
     log_signer = load_signer(settings.keys_dir / f"{LOG_KEY}.key")
     clock_signer = load_signer(settings.keys_dir / f"{CLOCK_KEY}.key")
     if not isinstance(log_signer, NoteSigner) or log_signer.name != settings.origin:
@@ -140,7 +146,11 @@ def open_appliance(settings: Settings) -> Appliance:
     writer = Writer(settings.db_path, origin=settings.origin, signer=log_signer, synchronous=settings.synchronous)
     writer.start()
     tokens = TokenAuthenticator(lambda: connect(settings.db_path, readonly=True))
+    checkpointer = Checkpointer(settings.db_path, CheckpointSigners(log_signer, clock_signer),
+                                interval=settings.checkpoint_interval, anchors=[anchor.name for anchor in anchors],
+                                synchronous=settings.synchronous)
+    checkpointer.start()  # cuts the daily roots missed while the appliance was down
     outbox = Outbox(settings.db_path, anchors, origin=settings.origin)
     outbox.start()
-    return Appliance(settings, log_signer, clock_signer, writer, tokens, anchors, outbox)
+    return Appliance(settings, log_signer, clock_signer, writer, tokens, anchors, outbox, checkpointer=checkpointer)
 

@@ -11,6 +11,7 @@ from appliance import __version__
 from appliance.service import Appliance, init_appliance, open_appliance
 from appliance.settings import Settings
 from appliance.web.errors import EXCEPTION_HANDLERS
+from appliance.web.routes_checkpoints import CheckpointsController
 from appliance.web.routes_ingest import EventsController
 from appliance.web.routes_read import EntriesController, ProofsController, health, keys
 from appliance.web.routes_runs import RunsController
@@ -35,7 +36,8 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
                 opened.close()
 
     return Litestar(
-        route_handlers=[EventsController, RunsController, EntriesController, ProofsController, keys, health],
+        route_handlers=[EventsController, RunsController, EntriesController, ProofsController, CheckpointsController,
+                        keys, health],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
