@@ -1,0 +1,127 @@
+"""`runlog verify --db PATH [--anchors] [--json] [--key KEY]`: verify a whole store.
+
+The verdict goes to stdout (text, or JSON with --json), progress to stderr when it is a terminal.
+Exit status: 0 when every check held, 1 when something failed, 2 when it could not start (no
+key, no store, a bad option). `runlog verify FILE` (an export file, issue 5) is meant to join as a
+positional argument; `--db` selects the store.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def register(subparsers: Any) -> None:
+    """Add `verify` to the `runlog` command's subparsers."""
+    parser = subparsers.add_parser(
+        "verify", help="verify the whole store: entries, chains, tree, checkpoints (and anchors)",
+        description="Recompute every entry's hash and both hash chains, rebuild the Merkle tree and compare the "
+                    "stored tiles, check every signed checkpoint and daily root against it, and with --anchors "
+                    "every checkpoint the configured anchors hold. Exits 0 only when everything holds.")
+    parser.add_argument("--db", metavar="PATH", type=Path, help="the store to verify (the runlog.sqlite file)")
+    parser.add_argument("--anchors", action="store_true",
+                        help="also check the checkpoints held by the anchors RUNLOG_ANCHOR_* configures")
+    parser.add_argument("--key", metavar="KEY",
+                        help="the log's verifier key, or a file holding it (default: RUNLOG_KEYS_DIR/log.pub; give "
+                             "your own copy for a check that does not trust this machine)")
+    parser.add_argument("--clock-key", metavar="KEY",
+                        help="the timestamp cosigner's verifier key or its file (default: RUNLOG_KEYS_DIR/clock.pub)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--workers", type=int, metavar="N", help="worker processes (default: one per CPU)")
+    parser.set_defaults(handler=_verify)
+
+
+class _Usage(Exception):
+    """The command cannot start; the message says what to give it."""
+
+
+def _read_key(value: str, *, what: str) -> Any:
+    from appliance.core.cosignature import CosignatureVerifier
+    from appliance.core.errors import RunlogError
+    from appliance.core.keys import ALG_ED25519, NoteVerifier, key_type_of
+    from appliance.keyfile import load_verifier
+
+    try:
+        if Path(value).is_file():
+            return load_verifier(value)
+        return NoteVerifier.from_text(value) if key_type_of(value) == ALG_ED25519 else CosignatureVerifier.from_text(value)
+    except RunlogError as error:
+        raise _Usage(f"{what}: {error}") from None
+
+
+def _keys(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    from appliance.core.cosignature import CosignatureVerifier
+    from appliance.core.keys import NoteVerifier
+    from appliance.settings import Settings
+    from appliance.verify_store import Keys
+
+    keys_dir = Settings.from_env().keys_dir
+    notes = []
+    if args.key is not None:
+        log = _read_key(args.key, what="--key")
+    elif (keys_dir / "log.pub").is_file():
+        log = _read_key(str(keys_dir / "log.pub"), what=str(keys_dir / "log.pub"))
+        notes.append(f"log key read from {keys_dir / 'log.pub'} on this machine: whoever can rewrite the store can "
+                     "replace it too; pass --key with the key you recorded for an independent check")
+    else:
+        raise _Usage(f"no log key: give --key KEY, or set RUNLOG_KEYS_DIR (no log.pub in {keys_dir})")
+    if not isinstance(log, NoteVerifier):
+        raise _Usage("--key must be the log's Ed25519 note key, not a cosigner key")
+    clock = None
+    if args.clock_key is not None:
+        clock = _read_key(args.clock_key, what="--clock-key")
+    elif (keys_dir / "clock.pub").is_file():
+        clock = _read_key(str(keys_dir / "clock.pub"), what=str(keys_dir / "clock.pub"))
+    else:
+        notes.append("checkpoint timestamps not verified: no clock key (give --clock-key)")
+    if clock is not None and not isinstance(clock, CosignatureVerifier):
+        raise _Usage("--clock-key must be a cosignature/v1 key")
+    return Keys(log, clock), notes
+
+
+def _anchors(db: Path, fallback_origin: str) -> tuple:
+    from appliance.anchors.config import build_anchors
+    from appliance.settings import Settings
+    from appliance.store.db import connect, get_meta
+
+    conn = connect(db, readonly=True)
+    try:
+        origin = get_meta(conn, "origin") or fallback_origin
+    finally:
+        conn.close()
+    return build_anchors(dataclasses.replace(Settings.from_env(), origin=origin))
+
+
+def _progress(done: int, total: int) -> None:
+    share = f" ({100 * done // total}%)" if total else ""
+    print(f"\rverifying: {done:,} of {total:,} entries{share}", end="" if done < total else "\n",
+          file=sys.stderr, flush=True)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from appliance.verify_store import verify_store
+
+    try:
+        if args.db is None:
+            raise _Usage("give --db PATH: the store to verify")
+        if not args.db.is_file():
+            raise _Usage(f"no store at {args.db}")
+        if args.workers is not None and args.workers < 1:
+            raise _Usage("--workers must be at least 1")
+        keys, notes = _keys(args)
+        anchors = _anchors(args.db, keys.log.name) if args.anchors else None
+    except _Usage as error:
+        print(f"runlog verify: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    report = verify_store(args.db, keys, anchors=anchors, workers=args.workers, notes=notes,
+                          progress=_progress if sys.stderr.isatty() else None)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.to_text())
+    return EXIT_OK if report.ok else EXIT_FAILED
