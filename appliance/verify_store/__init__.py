@@ -31,9 +31,12 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from datetime import datetime, timezone
 from pathlib import Path
 
 from appliance.anchors.base import Anchor
+from appliance.core.timefmt import format_utc
 from appliance.store.db import connect, get_meta
 from appliance.store.errors import StoreError
 from appliance.verify_store.chunk import ChunkResult, ChunkTask, check_chunk, scan_chunk
@@ -79,7 +82,7 @@ def _results(conn: sqlite3.Connection, tasks: list[ChunkTask], workers: int) -> 
         else "spawn"
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         queued = iter(tasks)
-        pending = deque(pool.submit(check_chunk, task) for task, _ in zip(queued, range(2 * workers)))
+        pending = deque(pool.submit(check_chunk, task) for task in islice(queued, 2 * workers))
         while pending:
             result = pending.popleft().result()
             following = next(queued, None)
@@ -146,12 +149,13 @@ def verify_store(
             merger.add(result)
             if progress is not None:
                 progress(min(done * chunk_size, size), size)
-        failures += [f for f in (merger.chain_failure, merger.clock_failure, merger.tree_failure) if f is not None]
+        failures += [f for f in (merger.chain_failure, merger.column_failure, merger.clock_failure,
+                                     merger.tree_failure) if f is not None]
         tiles = 0
         if merger.tree_end is None:
             tile_failures, tiles = check_tile_tables(conn, size)
             failures += tile_failures
-        checkpoint_failures, good, _ = check_checkpoints(
+        checkpoint_failures, good, signed_at = check_checkpoints(
             conn.execute("SELECT size, CAST(root AS BLOB), note FROM checkpoints ORDER BY size"), keys, origin, merger,
             size)
         failures += checkpoint_failures
@@ -178,6 +182,7 @@ def verify_store(
         clock_key=keys.clock.to_text() if keys.clock else None, entries=size, runs=len(merger.runs), tiles=tiles,
         checkpoints=len(checkpoint_sizes), daily_roots=daily_count,
         latest_checkpoint=checkpoint_sizes[-1] if checkpoint_sizes else None,
+        latest_signed_at=format_utc(datetime.fromtimestamp(signed_at, timezone.utc), 0) if signed_at else None,
         root=merger.roots[size].hex() if size in merger.roots else None, anchors=summaries, failures=listed,
         notes=tuple(extra_notes + more), seconds=time.perf_counter() - started, workers=min(workers, len(tasks)) or 1,
     )

@@ -16,9 +16,9 @@ meaningless, and the caller re-runs the core verifier there to say exactly what 
 import hashlib
 import sqlite3
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 
 from appliance.core.compact import CompactRange
-from appliance.core.errors import EntryError
 from appliance.core.tiles import TILE_WIDTH
 from appliance.store.db import connect
 from appliance.verify_store.entry_scan import ScannedEntry, hex_ok, scan_entries
@@ -27,6 +27,9 @@ BATCH_ROWS = 8192
 _ROWS = ("SELECT seq, trace_id, run_seq, received_at, CAST(data AS BLOB), CAST(hash AS BLOB) FROM entries "
          "WHERE seq >= ? AND seq < ? ORDER BY seq")
 _COLUMNS = ("seq", "trace_id", "run_seq", "received_at")
+_DATA, _RECORDED, _ROW_COLUMNS = itemgetter(4), itemgetter(5), itemgetter(0, 1, 2, 3)
+_SEQ, _PREV, _RECEIVED = attrgetter("seq"), attrgetter("prev"), attrgetter("received_at")
+_COLUMN_VALUES = attrgetter(*_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Problem:
 
     kind "chain": a global-chain rule (unreadable entry, recorded hash, seq, prev) broke; the caller
     asks the core verifier for the reason, starting at `position` after `head` (the previous
-    entry's hash). kind "run" and "columns": `reason`, `seq` and `message` are final.
+    entry's hash). kind "run": `reason`, `seq` and `message` are final.
     """
 
     kind: str
@@ -65,12 +68,15 @@ class ChunkResult:
 
     start: int
     end: int
-    rows: int = 0
-    first_prev: bytes | None = None
+    rows: int = 0  # entries linked: up to the first problem
+    first_prev: str | None = None
     last_digest: bytes | None = None
-    first_received_at: bytes = b""
-    last_received_at: bytes = b""
+    first_received_at: str = ""
+    last_received_at: str = ""
     problem: Problem | None = None
+    # (seq, message) of the first row whose indexed columns disagree with its bytes, and of the
+    # first entry received before the one before it: neither breaks a chain, so linking goes on.
+    column_problem: tuple[int, str] | None = None
     clock_problem: tuple[int, str] | None = None
     # Per run, in order of first appearance: (trace_id, position, seq, run_seq, run_prev, count, head,
     # closed, last_seq, failed) where the last five describe the run after its last entry in the chunk.
@@ -115,58 +121,121 @@ def _contiguous(batch: list, first: int) -> int:
     return next(i for i, row in enumerate(batch) if row[0] != first + i)
 
 
+class _Links:
+    """The chunk's chain state while its rows are read in batches."""
+
+    def __init__(self, task: ChunkTask) -> None:
+        self.task = task
+        self.wanted = set(task.positions)
+        self.runs: dict[str, list] = {}
+        self.position = task.start
+        self.last: bytes | None = None
+        self.last_hex = ""
+        self.last_received = ""
+        self.problem: Problem | None = None
+
+    def add_batch(self, rows: list, digests: list[bytes], result: ChunkResult) -> None:
+        """Link a batch of contiguous rows: whole-batch comparisons in C when everything holds (the
+        usual case), else entry by entry to find the first problem."""
+        scanned = scan_entries(list(map(_DATA, rows)), check_hashes=False)
+        hexes = [digest.hex() for digest in digests]
+        start = self.position
+        prevs = list(map(_PREV, scanned)) if set(map(type, scanned)) == {ScannedEntry} else None
+        if (prevs is not None and list(map(_SEQ, scanned)) == list(range(start, start + len(rows)))
+                and digests == list(map(_RECORDED, rows)) and prevs[1:] == hexes[:-1]
+                and (prevs[0] == self.last_hex if start != self.task.start else hex_ok(prevs[0]))
+                and list(map(_COLUMN_VALUES, scanned)) == list(map(_ROW_COLUMNS, rows))):
+            received = list(map(_RECEIVED, scanned))
+            if received == sorted(received) and not (self.last_received and received[0] < self.last_received):
+                done = self._extend_runs(scanned, hexes)
+                if start == self.task.start and done:
+                    result.first_prev, result.first_received_at = prevs[0], received[0]
+                for position in self.wanted.intersection(range(start, start + done)):
+                    result.received[position] = received[position - start]
+                if done:
+                    self.last, self.last_hex, self.last_received = digests[done - 1], hexes[done - 1], received[done - 1]
+                    self.position = start + done
+                if done < len(rows):  # an entry does not continue its run: say how, entry by entry
+                    self._entry_by_entry(rows[done:], scanned[done:], digests[done:], hexes[done:], result)
+                return
+        self._entry_by_entry(rows, scanned, digests, hexes, result)
+
+    def _extend_runs(self, scanned: list, hexes: list[str]) -> int:
+        """Extend the runs by the batch's entries (`_add_to_run` inlined: this is the hot loop),
+        stopping before the first one that does not continue its run; return how many did."""
+        runs, position = self.runs, self.position
+        for done, (entry, hexed) in enumerate(zip(scanned, hexes)):
+            run = runs.get(entry.trace_id)
+            if run is None:
+                if not hex_ok(entry.run_prev):
+                    return done
+                runs[entry.trace_id] = [position, position, entry.run_seq, entry.run_prev, entry.run_seq + 1, hexed,
+                                        entry.final is True, position, entry.status == "failed"]
+            elif entry.run_seq == run[4] and entry.run_prev == run[5] and not run[6]:
+                run[4], run[5], run[6], run[7] = run[4] + 1, hexed, entry.final is True, position
+                if entry.status == "failed":
+                    run[8] = True
+            else:
+                return done
+            position += 1
+        return len(scanned)
+
+    def _advance(self, entry: ScannedEntry, digest: bytes, hexed: str, result: ChunkResult) -> None:
+        position = self.position
+        if position == self.task.start:
+            result.first_prev, result.first_received_at = entry.prev, entry.received_at
+        if position in self.wanted:
+            result.received[position] = entry.received_at
+        self.last, self.last_hex, self.last_received = digest, hexed, entry.received_at
+        self.position = position + 1
+
+    def _entry_by_entry(self, rows: list, scanned: list, digests: list[bytes], hexes: list[str],
+                        result: ChunkResult) -> None:
+        for row, entry, digest, hexed in zip(rows, scanned, digests, hexes):
+            position = self.position
+            if (type(entry) is not ScannedEntry or entry.seq != position or digest != row[5]
+                    or (entry.prev != self.last_hex if position != self.task.start else not hex_ok(entry.prev))
+                    or (entry.trace_id not in self.runs and not hex_ok(entry.run_prev))):
+                self.problem = Problem("chain", position, row[0], self.last)
+                return
+            self.problem = _add_to_run(self.runs, entry, position, hexed, self.last)
+            if self.problem is not None:
+                return
+            if _COLUMN_VALUES(entry) != row[:4] and result.column_problem is None:
+                result.column_problem = (position, _column_difference(entry, row))
+            received = entry.received_at
+            if (received < self.last_received and result.clock_problem is None
+                    and earlier(received, self.last_received)):
+                result.clock_problem = (position, f"received_at {received} is before the previous entry's "
+                                                  f"{self.last_received}")
+            self._advance(entry, digest, hexed, result)
+
+
 def _scan_rows(cursor: sqlite3.Cursor, task: ChunkTask, result: ChunkResult, leaves: list[bytes]) -> None:
     sha256 = hashlib.sha256
-    wanted = set(task.positions)
-    runs: dict[str, list] = {}
-    position = task.start
-    last: bytes | None = None
-    last_hex = ""
-    last_received = ""
-    problem: Problem | None = None
+    links = _Links(task)
     while batch := cursor.fetchmany(BATCH_ROWS):
         present = _contiguous(batch, task.start + len(leaves))
         rows, missing = batch[:present], batch[present:]
-        datas = [row[4] for row in rows]
-        digests = [sha256(data).digest() for data in datas]
-        leaves.extend([sha256(b"\x00" + data).digest() for data in datas])
-        for row, entry, digest in zip(rows, scan_entries(datas, check_hashes=False) if problem is None else (), digests):
-            if (type(entry) is EntryError or entry.seq != position or digest != row[5]
-                    or (entry.prev != last_hex if position != task.start else not hex_ok(entry.prev))
-                    or (entry.trace_id not in runs and not hex_ok(entry.run_prev))):
-                problem = Problem("chain", position, row[0], last)
-                break
-            if (entry.seq, entry.trace_id, entry.run_seq, entry.received_at) != row[:4]:
-                problem = _column_problem(entry, row, position, last)
-                break
-            hexed = digest.hex()
-            problem = _add_to_run(runs, entry, position, hexed)
-            if problem is not None:
-                break
-            received = entry.received_at
-            if received < last_received and result.clock_problem is None and earlier(received, last_received):
-                result.clock_problem = (position, f"received_at {received} is before the previous entry's "
-                                                  f"{last_received}")
-            if position == task.start:
-                result.first_prev, result.first_received_at = entry.prev, received
-            if position in wanted:
-                result.received[position] = received
-            last, last_hex, last_received = digest, hexed, received
-            position += 1
+        digests = [sha256(data).digest() for data in map(_DATA, rows)]
+        leaves.extend([sha256(b"\x00" + data).digest() for data in map(_DATA, rows)])
+        if links.problem is None and rows:
+            links.add_batch(rows, digests, result)
         if missing:  # a row is missing: neither the chain nor the tree can go past it
             gap = task.start + len(leaves)
             result.tree_problem = (gap, f"the entries table has no row with seq {gap}")
-            if problem is None:
-                problem = Problem("chain", position, missing[0][0], last)
+            if links.problem is None:
+                links.problem = Problem("chain", links.position, missing[0][0], links.last)
             break
-    result.rows = position - task.start
-    result.last_digest = last
-    result.last_received_at = last_received
-    result.problem = problem
-    result.runs = [(trace_id, *state) for trace_id, state in runs.items()]
+    result.rows = links.position - task.start
+    result.last_digest = links.last
+    result.last_received_at = links.last_received
+    result.problem = links.problem
+    result.runs = [(trace_id, *state) for trace_id, state in links.runs.items()]
 
 
-def _add_to_run(runs: dict[str, list], entry: ScannedEntry, position: int, hexed: str) -> Problem | None:
+def _add_to_run(runs: dict[str, list], entry: ScannedEntry, position: int, hexed: str,
+                last: bytes | None) -> Problem | None:
     """appliance.core.chain.RunChains.add for a run's later entries in the chunk (same reasons)."""
     trace_id, run_seq, seq = entry.trace_id, entry.run_seq, entry.seq
     run = runs.get(trace_id)
@@ -176,6 +245,8 @@ def _add_to_run(runs: dict[str, list], entry: ScannedEntry, position: int, hexed
         return None
     count, head, closed, last_seq = run[4], run[5], run[6], run[7]
     if run_seq != count or closed or entry.run_prev != head:
+        if not hex_ok(entry.run_prev):  # not a valid entry at all: the core says how
+            return Problem("chain", position, seq, last)
         reason, problem_seq, message = run_problem(trace_id, entry, count, head, closed, last_seq)
         return Problem("run", position, seq, None, reason, problem_seq, message)
     run[4], run[5], run[6], run[7] = run_seq + 1, hexed, entry.final is True, seq
@@ -200,13 +271,10 @@ def run_problem(trace_id: str, entry: ScannedEntry, count: int, head: str, close
             f"run's next entry (seq {seq}) records run_prev {entry.run_prev or 'null'}")
 
 
-def _column_problem(entry: ScannedEntry, row: tuple, position: int, last: bytes | None) -> Problem:
-    for index, name in enumerate(_COLUMNS):
-        stored, written = row[index], getattr(entry, name)
-        if stored != written:
-            return Problem("columns", position, row[0], last, "edited", position,
-                           f"the row's {name} column holds {stored!r}, the entry's bytes say {written!r}")
-    raise AssertionError("no column differs")  # pragma: no cover - called only when one does
+def _column_difference(entry: ScannedEntry, row: tuple) -> str:
+    name, stored, written = next((name, row[i], getattr(entry, name)) for i, name in enumerate(_COLUMNS)
+                                 if row[i] != getattr(entry, name))
+    return f"the row's {name} column holds {stored!r}, the entry's bytes say {written!r}"
 
 
 def earlier(text: str, than: str) -> bool:

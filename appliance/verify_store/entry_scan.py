@@ -88,7 +88,7 @@ _DECODE_ERRORS = (msgspec.DecodeError, ValueError)  # ValidationError is a Decod
 def _valid_times(texts: set[str]) -> set[str]:
     """The members of `texts` that are valid entry times (`check_utc`), mostly in one regex pass."""
     joined = "\n".join(texts) + "\n"
-    if _UTC_LINES.fullmatch(joined) is None:
+    if joined.count("\n") != len(texts) or _UTC_LINES.fullmatch(joined) is None:  # a time may hold "\n"
         return {text for text in texts if _utc_ok(text)}
     late = {match.group() for match in _LATE_DAY.finditer(joined)}  # days 29-31: need a calendar
     return texts - {text for text in texts if text[:10] in late and not _utc_ok(text)}
@@ -118,6 +118,8 @@ def _span_ok(value: object) -> bool:
     return value is msgspec.UNSET or (type(value) is str and _HEX[16].fullmatch(value) is not None)
 
 
+_TS, _RECEIVED_AT, _FINAL = attrgetter("ts"), attrgetter("received_at"), attrgetter("final")
+_SEQ, _RUN_SEQ, _PREV, _RUN_PREV = attrgetter("seq"), attrgetter("run_seq"), attrgetter("prev"), attrgetter("run_prev")
 # Rules over values that repeat across entries (a run's trace id, steps, sources, a commit's
 # received_at): each distinct value is checked once per batch.
 _FIELD_RULES = (
@@ -163,10 +165,7 @@ def _plain(value: object, depth: int) -> bool:
                 continue
             return False
         if kind is float:
-            # Both print the shortest round-trip digits; they differ in when and how they use an
-            # exponent and in "100.0" vs "100". Plain decimals with a fraction, at or above 1e-6
-            # (where ECMAScript switches to exponents), come out alike; a test checks it against rfc8785.
-            if abs(item) >= 1e-6 and _plain_fraction(orjson.dumps(item)) is not None:  # type: ignore[arg-type]
+            if _float_ok(item):  # type: ignore[arg-type]
                 continue
             return False
         if not _plain(item, depth + 1):
@@ -234,18 +233,37 @@ def _strict(data: object) -> ScannedEntry | EntryError:
         return EntryError(f"not a valid entry: {error}")
 
 
+def _float_ok(value: float) -> bool:
+    # Both print the shortest round-trip digits; they differ in when and how they use an exponent
+    # and in "100.0" vs "100". Plain decimals with a fraction, at or above 1e-6 (where ECMAScript
+    # switches to exponents), come out alike; a test checks this against rfc8785.
+    return abs(value) >= 1e-6 and _plain_fraction(orjson.dumps(value)) is not None
+
+
+def _bad_attrs(entries: list, values: list) -> set[int]:
+    """Indexes whose attrs are not a valid attrs object written as RFC 8785 writes it (see `_plain`)."""
+    return {index for index, (entry, value) in enumerate(zip(entries, values))
+            if value is None or type(value) is not dict or len(entry.attrs) > MAX_ATTRS_BYTES
+            or not _plain(value, 1)}
+
+
+def _mismatch(first: list, second: list) -> set[int]:
+    """Positions where exactly one of two index lists has an entry: where a pair of rules disagrees."""
+    return set(first).symmetric_difference(second) if first != second else set()
+
+
 def _invalid(entries: list, check_hashes: bool) -> set[int]:
     """Indexes of `entries` (each the exact encoding of its bytes) that break a field rule."""
-    bad: set[int] = set()
-    for index, (entry, value) in enumerate(zip(entries, _attrs_values(entries))):
-        if value is None or type(value) is not dict or len(entry.attrs) > MAX_ATTRS_BYTES or not _plain(value, 1):
-            bad.add(index)
-    unset = msgspec.UNSET
-    for index, entry in enumerate(entries):
-        if ((entry.prev is None) is not (entry.seq == 0) or (entry.run_prev is None) is not (entry.run_seq == 0)
-                or (entry.final is not unset and entry.status not in FINAL_STATUSES)):
-            bad.add(index)
-    times = [entry.ts for entry in entries] + [entry.received_at for entry in entries]
+    bad = _bad_attrs(entries, _attrs_values(entries))
+    seqs, run_seqs = list(map(_SEQ, entries)), list(map(_RUN_SEQ, entries))
+    prevs, run_prevs = list(map(_PREV, entries)), list(map(_RUN_PREV, entries))
+    # prev is null exactly for seq 0, run_prev exactly for run_seq 0, final only on succeeded/failed
+    bad |= _mismatch([i for i, prev in enumerate(prevs) if prev is None], [i for i, n in enumerate(seqs) if n == 0])
+    bad |= _mismatch([i for i, prev in enumerate(run_prevs) if prev is None],
+                     [i for i, n in enumerate(run_seqs) if n == 0])
+    bad.update(i for i, final in enumerate(map(_FINAL, entries)) if final is True
+               and entries[i].status not in FINAL_STATUSES)
+    times = [*map(_TS, entries), *map(_RECEIVED_AT, entries)]
     distinct = set(times)
     wrong = distinct - _valid_times(distinct)
     if wrong:
@@ -269,10 +287,16 @@ def scan_entries(datas: Sequence[bytes], *, check_hashes: bool = True) -> list[S
     checks the rest with `hex_ok`.
     """
     entries = _decode(datas)
-    exact = [index for index, (entry, data) in enumerate(zip(entries, datas))
-             if entry is not None and _encode(entry) == data]
-    candidates = [entries[index] for index in exact]
+    if None not in entries and list(map(_encode, entries)) == list(datas):  # the common case, in C
+        exact = range(len(entries))
+        candidates = entries
+    else:
+        exact = [index for index, (entry, data) in enumerate(zip(entries, datas))
+                 if entry is not None and _encode(entry) == data]
+        candidates = [entries[index] for index in exact]
     bad = {exact[index] for index in _invalid(candidates, check_hashes)} if candidates else set()
+    if not bad and len(exact) == len(entries):
+        return entries
     good = set(exact) - bad
     return [entry if index in good else _strict(data) for index, (entry, data) in enumerate(zip(entries, datas))]
 

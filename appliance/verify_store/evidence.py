@@ -152,7 +152,7 @@ def check_runs_table(conn: sqlite3.Connection, merger: LogMerger) -> list[Failur
         seen += 1
         expected_status = "failed" if state.failed else ("succeeded" if state.closed else "running")
         stored = (count, head.hex() if isinstance(head, bytes) else head, first_seq, last_seq, status, bool(closed))
-        derived = (state.count, state.head, state.first_seq, state.last_seq, expected_status, state.closed)
+        derived = (state.count, state.head.hex(), state.first_seq, state.last_seq, expected_status, state.closed)
         if stored != derived:
             names = ("count", "head", "first_seq", "last_seq", "status", "closed")
             wrong = ", ".join(f"{n} {s!r} (entries say {d!r})" for n, s, d in zip(names, stored, derived) if s != d)

@@ -26,13 +26,13 @@ from appliance.verify_store.chunk import ChunkResult, Problem, earlier, run_prob
 from appliance.verify_store.report import Failure
 
 
-@dataclass
+@dataclass(slots=True)
 class RunState:
-    """A run after its entries so far: count, last entry's hash (hex), closed, last seq, whether
-    any entry failed, and its first seq (what the `runs` table summarises)."""
+    """A run after its entries so far: count, last entry's hash, closed, last seq, whether any
+    entry failed, and its first seq (what the `runs` table summarises)."""
 
     count: int
-    head: str
+    head: bytes
     closed: bool
     last_seq: int
     failed: bool
@@ -92,7 +92,10 @@ class _UpperTree:
 
 
 class LogMerger:
-    """Merges chunk results in order; read `failures`, `runs`, `roots`, `received`, `size` after."""
+    """Merges chunk results in order. After the last one: the first failure of each kind
+    (`chain_failure`, `column_failure`, `clock_failure`, `tree_failure`), the run states (`runs`),
+    the root at each wanted size (`roots`), the received_at of each wanted seq (`received`), and
+    `tree_end` when a missing row stops the tree."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -101,6 +104,7 @@ class LogMerger:
         self.runs: dict[str, RunState] = {}
         self.chain_failure: Failure | None = None
         self.clock_failure: Failure | None = None
+        self.column_failure: Failure | None = None
         self.tree_end: int | None = None  # set when the tree cannot be rebuilt past this seq
         self.tree_failure: Failure | None = None
         self.roots: dict[int, bytes] = {0: EMPTY_ROOT}
@@ -113,7 +117,7 @@ class LogMerger:
         self.received.update(result.received)
         if self.chain_failure is None:
             self._link(result)
-        self._clock(result)
+        self._side_checks(result)
         self._tree(result)
 
     # -- the chains -------------------------------------------------------------------------
@@ -137,15 +141,15 @@ class LogMerger:
                         "entries", "missing", f"trace {trace_id} run_seq {run_seq}: the run's first entry has "
                                               f"run_seq {run_seq}; run_seq 0..{run_seq - 1} are missing", seq=seq)
                     return
-                self.runs[trace_id] = RunState(count, head, closed, last_seq, failed, seq)
+                self.runs[trace_id] = RunState(count, bytes.fromhex(head), closed, last_seq, failed, seq)
                 continue
-            if state.closed or run_seq != state.count or run_prev != state.head:
+            if state.closed or run_seq != state.count or run_prev != state.head.hex():
                 entry = _FirstEntry(seq, run_seq, run_prev)
-                reason, at, message = run_problem(trace_id, entry, state.count, state.head, state.closed,
+                reason, at, message = run_problem(trace_id, entry, state.count, state.head.hex(), state.closed,
                                                   state.last_seq)  # type: ignore[arg-type]
                 self.chain_failure = Failure("entries", reason, message, seq=at)
                 return
-            state.count, state.head, state.closed, state.last_seq = count, head, closed, last_seq
+            state.count, state.head, state.closed, state.last_seq = count, bytes.fromhex(head), closed, last_seq
             state.failed = state.failed or failed
         if problem is None:
             self.position += result.rows
@@ -172,7 +176,10 @@ class LogMerger:
         self.chain_failure = Failure("entries", "missing", f"the entries table has no row with seq {position}",
                                      seq=position)
 
-    def _clock(self, result: ChunkResult) -> None:
+    def _side_checks(self, result: ChunkResult) -> None:
+        """The checks that do not stop linking: indexed columns, received_at order."""
+        if result.column_problem is not None and self.column_failure is None:
+            self.column_failure = Failure("entries", "mismatch", result.column_problem[1], seq=result.column_problem[0])
         if self.clock_failure is not None:
             return
         if (result.rows and result.first_received_at and self._last_received

@@ -1,6 +1,6 @@
 """What a full-store verification found: a `VerifyReport` of counts and `Failure`s, as text or JSON."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 # The order failures are told in: what the others depend on first (a wrong key fails every
@@ -61,13 +61,13 @@ class VerifyReport:
     checkpoints: int = 0
     daily_roots: int = 0
     latest_checkpoint: int | None = None
+    latest_signed_at: str | None = None  # the newest timestamp cosignature among the checkpoints that hold
     root: str | None = None
     anchors: tuple[AnchorSummary, ...] | None = None
     failures: tuple[Failure, ...] = ()
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
     workers: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -79,7 +79,6 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("extra")
         data.update(ok=self.ok, first_failure=None if self.ok else asdict(self.first_failure))  # type: ignore[arg-type]
         data["entries_per_second"] = round(self.entries / self.seconds) if self.seconds else None
         return data
@@ -90,6 +89,7 @@ class VerifyReport:
         lines.append(f"  tree:        rebuilt from the entries; {self.tiles:,} stored tiles compared"
                      + (f"; root at {self.entries:,}: {self.root}" if self.root else ""))
         latest = f", latest at tree size {self.latest_checkpoint:,}" if self.latest_checkpoint is not None else ""
+        latest += f", newest signed at {self.latest_signed_at}" if self.latest_signed_at else ""
         lines.append(f"  checkpoints: {self.checkpoints:,} signed by {self.log_key or 'no key'}{latest}")
         lines.append(f"  daily roots: {self.daily_roots:,}")
         if self.anchors is not None:

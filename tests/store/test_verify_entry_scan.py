@@ -157,6 +157,7 @@ def _canonical_bytes_with(old: bytes, new: bytes) -> bytes:
     _canonical_bytes_with(b'T09:00:00.123Z', b'T09:00:60.123Z'),
     _canonical_bytes_with(b'T09:00:00.123Z', b'T09:00:00.1234567890Z'),
     _canonical_bytes_with(b'T09:00:00.123Z', b't09:00:00.123z'),
+    _canonical_bytes_with(b'T09:00:00.123Z', b'T09:00:00.123Z\\n2026-03-01T09:00:00.123Z'),  # two times in one
     _canonical_bytes_with(b'"trace_id":"4bf9', b'"trace_id":"4BF9'),
     _canonical_bytes_with(b'"run_seq":2', b'"run_seq":0'),  # run_prev must then be null
     _canonical_bytes_with(b',"v":1}', b',"v":1} '),

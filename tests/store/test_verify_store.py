@@ -38,8 +38,8 @@ SLOTS = 9  # runs open at once
 CHUNK = 256  # the smallest chunk: several chunks even in a small store
 
 
-def build_store(path: Path, *, signers: CheckpointSigners, variant: str = "") -> None:
-    """ENTRIES events from SLOTS interleaved runs (closed runs replaced by new ones), a request of
+def build_store(path: Path, *, signers: CheckpointSigners, variant: str = "", entries: int = ENTRIES) -> None:
+    """`entries` events from SLOTS interleaved runs (closed runs replaced by new ones), a request of
     1..13 events every 20 s, checkpoints at CHECKPOINTS and at the end, daily roots cut 2 days on."""
     now = [START]
     writer = Writer(path, origin=signers.origin, signer=signers.log, clock=lambda: now[0], synchronous="NORMAL")
@@ -49,9 +49,9 @@ def build_store(path: Path, *, signers: CheckpointSigners, variant: str = "") ->
     runs = [[n, 0] for n in range(SLOTS)]  # per slot: run number, steps so far
     written = 0
     try:
-        while written < ENTRIES:
+        while written < entries:
             events = []
-            for i in range(min(1 + written % 13, ENTRIES - written)):
+            for i in range(min(1 + written % 13, entries - written)):
                 slot = (written + 5 * i) % SLOTS
                 run = runs[slot]
                 run[1] += 1
@@ -152,14 +152,17 @@ def test_a_sound_store_verifies_and_says_what_it_checked(pristine: Path) -> None
     assert "VERIFIED" in report.to_text() and report.to_json()["ok"] is True
 
 
-def test_worker_processes_give_the_same_verdict(pristine: Path, tmp_path: Path) -> None:
-    alone = verify(pristine)
-    parallel = verify(pristine, workers=2)
-    assert parallel.ok and parallel.workers == 2
+def test_worker_processes_give_the_same_verdict(tmp_path: Path) -> None:
+    larger = tmp_path / "larger.sqlite"  # more chunks than the workers hold in flight
+    build_store(larger, signers=CheckpointSigners(LOG, CLOCK), entries=1_500)
+    alone = verify(larger)
+    parallel = verify(larger, workers=2)
+    assert alone.ok and parallel.ok and parallel.workers == 2
     assert (parallel.root, parallel.runs, parallel.tiles) == (alone.root, alone.runs, alone.tiles)
+    assert parallel.root == TreeReader(connect(larger, readonly=True)).root(1_500).hex()
     # and a break in a chunk a worker checked is reported as the core reports it
     broken = tmp_path / "broken.sqlite"
-    shutil.copy(pristine, broken)
+    shutil.copy(larger, broken)
     conn = attacker(broken)
     (data, _), (other, other_hash) = row(conn, 300), row(conn, 301)
     conn.execute("UPDATE entries SET data = ?, hash = ? WHERE seq = 300", (other, other_hash))
@@ -358,9 +361,13 @@ def test_an_indexed_column_that_disagrees_with_the_entry_is_caught(store: Path) 
     conn = attacker(store)
     conn.execute("UPDATE entries SET trace_id = ? WHERE seq = 77", ("e" * 32,))  # hides it from its run's page
     conn.close()
-    check, reason, seq = first(verify(store))
-    assert (check, reason, seq) == ("entries", "edited", 77)
-    assert "trace_id column" in verify(store).first_failure.message
+    report = verify(store)
+    assert first(report) == ("entries", "mismatch", 77) and "trace_id column" in report.first_failure.message
+    conn = attacker(store)  # a disagreeing column is no chain break: links are still checked after it
+    conn.execute("DELETE FROM entries WHERE seq = 500")
+    conn.close()
+    found = {(f.check, f.reason, f.seq) for f in verify(store).failures}
+    assert {("entries", "mismatch", 77), ("entries", "missing", 500)} <= found
 
 
 def test_a_stored_tile_that_disagrees_with_the_entries_is_caught(store: Path) -> None:
