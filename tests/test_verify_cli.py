@@ -107,3 +107,12 @@ def test_it_cannot_start_without_a_store_or_a_key(setup, tmp_path: Path) -> None
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
     done = runlog("verify", "--db", str(store), env={**env, "RUNLOG_KEYS_DIR": str(tmp_path)})
     assert done.returncode == 2 and "no log key" in done.stderr
+
+
+def test_progress_is_one_line_that_ends_when_done(capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.commands.verify import _progress
+
+    _progress(65_536, 1_000_000)
+    _progress(1_000_000, 1_000_000)
+    err = capsys.readouterr().err
+    assert err == "\rverifying: 65,536 of 1,000,000 entries (6%)\rverifying: 1,000,000 of 1,000,000 entries (100%)\n"

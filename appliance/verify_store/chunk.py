@@ -1,7 +1,7 @@
 """One chunk of the store checked on its own, so that chunks can be checked in parallel.
 
 A chunk is the entries rows with seq in [start, end), start a multiple of the tile width. For them
-the worker checks everything that needs no other chunk: each entry strictly valid (`scan_entry`),
+the worker checks everything that needs no other chunk: each entry strictly valid (`scan_entries`),
 its recorded hash, its seq equal to its position, its `prev` equal to the previous entry's hash,
 the summary columns of its row equal to its bytes, `received_at` never going back, and each run's
 chain from the run's first entry in the chunk on. It rebuilds the chunk's level-0 tiles and their
@@ -9,8 +9,11 @@ roots from the leaves and compares them with the stored ones. What links the chu
 before it (the first `prev`, each run's first entry in the chunk, the tree above level 8) goes back
 in the `ChunkResult` for the caller, who merges chunks in order (see `merge.py`).
 
-The scan stops checking links at the first problem: after a break every later link is
-meaningless, and the caller re-runs the core verifier there to say exactly what broke.
+Links are checked a batch of rows at a time, by whole-list comparisons in C when everything
+holds, entry by entry otherwise. The scan stops checking links at the first problem: after a
+break every later link is meaningless, and the caller re-runs the core verifier there to say
+exactly what broke. The leaves (and so the tree) go on to the end of the chunk or the first
+missing row.
 """
 
 import hashlib

@@ -21,7 +21,8 @@ fast path cannot prove:
    and it reads integers beyond 2^53: `_plain` walks each attrs value for exactly those.
 4. The remaining field rules (hex ids, RFC 3339 UTC times, step and source characters, `final`
    only on succeeded/failed, `prev`/`run_prev` null exactly for the first entry) are checked in
-   Python, with the rules over repeated values (trace ids, steps, sources, times) memoised.
+   Python, over the batch's lists of values; a rule over values that repeat (trace ids, steps,
+   sources, times) runs once per distinct value.
 """
 
 import re
