@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from appliance.anchors.base import Anchor
+from appliance.core.errors import InvalidInput
 from appliance.core.timefmt import format_utc
 from appliance.store.db import connect, get_meta
 from appliance.store.errors import StoreError
@@ -117,12 +118,12 @@ def verify_store(
     """Verify the store at `db_path` with `keys` (and `anchors`, when given) and say what holds.
 
     Preconditions: the store exists (`StoreError` otherwise); `chunk_size` is a positive multiple
-    of 256 (the tile width); `workers` processes (default: one per CPU; 1 = none, all in this
-    process). `progress(done, total)` is called after each chunk. Never raises for what it finds:
-    every problem is a `Failure` in the report.
+    of 256, the tile width (`InvalidInput` otherwise). `workers` processes check chunks (default:
+    one per CPU; 1: all in this process). `progress(done, total)` is called after each chunk.
+    Never raises for what it finds: every problem is a `Failure` in the report.
     """
     if chunk_size <= 0 or chunk_size % 256:
-        raise ValueError("chunk_size must be a positive multiple of 256")
+        raise InvalidInput("chunk_size must be a positive multiple of 256", field="chunk_size")
     path = Path(db_path)
     if not path.is_file():
         raise StoreError(f"no store at {path}")
