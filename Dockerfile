@@ -7,8 +7,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY appliance ./appliance
 # The README's install command, in a venv at /opt/runlog and without `-e`: the image keeps the
-# installed package, not the source tree (tests/test_dockerfile.py keeps the two in step).
-RUN python3 -m venv /opt/runlog && /opt/runlog/bin/pip install -q .
+# installed package, not the source tree (tests/test_dockerfile.py keeps the two in step). Then
+# the venv's own pip goes: nothing runs it in the image, and it is the older one ensurepip bundled.
+RUN python3 -m venv /opt/runlog && /opt/runlog/bin/pip install -q . \
+ && /opt/runlog/bin/pip uninstall -q -y pip
 
 FROM python:3.12.13-slim-bookworm
 

@@ -92,13 +92,15 @@ _VENV = re.compile(r"python3 -m venv (\S+)")
 
 def install_step(command: str) -> tuple[list[str], str, str]:
     """Split `python3 -m venv VENV && VENV/bin/pip install ARGS... [&& ...]` into the normalised
-    pip arguments, VENV and the project path; fail if the command is not of that shape."""
+    pip arguments, VENV and the project path; fail if the command is not of that shape. Steps
+    after the install (`&& ...`) may run the result or tidy up, but install nothing more."""
     parts = [part.strip() for part in command.split("&&")]
     venv = _VENV.fullmatch(parts[0])
     assert venv, f"the install step must start by creating a venv with `python3 -m venv DIR`: {command!r}"
     venv_dir = venv.group(1).rstrip("/")
     words = shlex.split(parts[1])
     assert words[:2] == [f"{venv_dir}/bin/pip", "install"], f"pip must be the new venv's own: {parts[1]!r}"
+    assert not [part for part in parts[2:] if " install" in part], f"one install only: {command!r}"
     options = [word for word in words[2:] if word not in ("-e", "--editable")]
     project, extras = re.fullmatch(r"([^\[]+)(\[.*\])?", options[-1]).groups()
     return [*options[:-1], "PROJECT" + (extras or "")], venv_dir, project
