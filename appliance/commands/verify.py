@@ -1,9 +1,10 @@
-"""`runlog verify --db PATH [--anchors] [--json] [--key KEY]`: verify a whole store.
+"""`runlog verify --db PATH [--anchors] [--json] [--key KEY]`: verify a whole store;
+`runlog verify FILE --key KEY|--policy FILE [--json]`: verify an evidence bundle offline
+(appliance.verify, which needs nothing but appliance.core).
 
 The verdict goes to stdout (text, or JSON with --json), progress to stderr when it is a terminal.
 Exit status: 0 when every check held, 1 when something failed, 2 when it could not start (no
-key, no store, a bad option). `runlog verify FILE` (an export file, issue 5) is meant to join as a
-positional argument; `--db` selects the store.
+key, no store, a bad option). A positional FILE selects the offline bundle check, `--db` the store.
 """
 
 import argparse
@@ -19,10 +20,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def register(subparsers: Any) -> None:
     """Add `verify` to the `runlog` command's subparsers."""
     parser = subparsers.add_parser(
-        "verify", help="verify the whole store: entries, chains, tree, checkpoints (and anchors)",
+        "verify", help="verify an evidence file offline (FILE --key KEY), or the whole store (--db PATH)",
         description="Recompute every entry's hash and both hash chains, rebuild the Merkle tree and compare the "
                     "stored tiles, check every signed checkpoint and daily root against it, and with --anchors "
-                    "every checkpoint the configured anchors hold. Exits 0 only when everything holds.")
+                    "every checkpoint the configured anchors hold. With FILE instead, verify an evidence bundle made by "
+                    "`runlog export` offline against --key or --policy. Exits 0 only when everything holds.")
+    parser.add_argument("file", nargs="?", metavar="FILE", help="an evidence bundle (.json) to verify offline")
+    parser.add_argument("--policy", metavar="FILE", help="with FILE: a C2SP tlog-policy file instead of --key")
     parser.add_argument("--db", metavar="PATH", type=Path, help="the store to verify (the runlog.sqlite file)")
     parser.add_argument("--anchors", action="store_true",
                         help="also check the checkpoints held by the anchors RUNLOG_ANCHOR_* configures")
@@ -106,7 +110,11 @@ def _progress(done: int, total: int) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from appliance.verify_store import verify_store
 
+    if args.file is not None:
+        return _verify_file(args)
     try:
+        if args.policy is not None:
+            raise _Usage("--policy checks an evidence FILE, not a store")
         if args.db is None:
             raise _Usage("give --db PATH: the store to verify")
         if not args.db.is_file():
@@ -125,3 +133,16 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(report.to_text())
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _verify_file(args: argparse.Namespace) -> int:
+    from appliance.verify import run
+
+    if args.db is not None or args.anchors or args.clock_key is not None or args.workers is not None:
+        print("runlog verify: FILE is checked offline on its own; --db, --anchors, --clock-key and --workers "
+              "are for the store", file=sys.stderr)
+        return EXIT_USAGE
+    if (args.key is None) == (args.policy is None):
+        print("runlog verify: give the log key you trust: FILE --key KEY, or FILE --policy POLICY", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args.file, key=args.key, policy=args.policy, as_json=args.json)

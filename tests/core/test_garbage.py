@@ -10,6 +10,7 @@ binascii.Error, KeyError, IndexError, UnicodeError, TypeError or RecursionError 
 import hashlib
 import importlib
 import inspect
+import json
 import pkgutil
 from collections.abc import Callable
 from datetime import timezone
@@ -25,6 +26,12 @@ from appliance.core import chain, checkpoint, compact, cosignature, entry, keys,
 from appliance.core import proof_verify, receipt, sequencer, tiles, timefmt, tracecontext, tree
 from appliance.core.errors import RunlogError
 from appliance.core.hashing import node_hash
+from appliance.core import bundle_verify, csv_export, policy, tlog_proof
+from tests.core.test_bundle import BUNDLE_BYTES, SIGNER as _BUNDLE_SIGNER
+
+_BUNDLE_TEXT = BUNDLE_BYTES.decode()
+_BUNDLE_KEY = _BUNDLE_SIGNER.verifier()
+_TLOG_PROOF = json.loads(BUNDLE_BYTES)["entries"][0]["proof"]
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 ORIGIN = "runlog.example/log"
@@ -391,6 +398,14 @@ TARGETS: dict[str, Target] = {
     "node_from_tile": (st.tuples(FULL_HASHES, LEVELS, COUNTS),
                        lambda hashes, level, index: tiles.node_from_tile(hashes, tree.NodeID(level, index))),
     "tile_root": (one(st.one_of(st.lists(HASHES, max_size=3), NEAR_TILE)), tiles.tile_root),
+    # evidence bundles, tlog-proof, tlog-policy, CSV exports (seeds from tests/core/test_bundle.py)
+    "verify_bundle": (one(text_or_bytes_input([_BUNDLE_TEXT])),
+                      lambda data: bundle_verify.verify_bundle(data, key=_BUNDLE_KEY)),
+    "TlogProof.from_text": (one(text_input([_TLOG_PROOF])), tlog_proof.TlogProof.from_text),
+    "Policy.from_text": (one(text_input([f"log {LOG_VERIFIER.to_text()}\nwitness c {CLOCK_VERIFIER.to_text()}\n"
+                                         "group g any c\nquorum g\n"])), policy.Policy.from_text),
+    "verify_csv": (st.tuples(st.one_of(st.binary(max_size=50), WRONG_TYPES), text_or_bytes_input([SIGNED_RECEIPT])),
+                   lambda data, note_text: csv_export.verify_csv(data, note_text, LOG_VERIFIER)),
 }
 
 

@@ -1,0 +1,113 @@
+"""JSON evidence bundles for one run (docs/FORMAT.md, "Evidence bundles"): building them.
+
+A bundle is one JSON object: the run's entries as their canonical text, a C2SP tlog-proof per
+entry against one signed checkpoint, consistency proofs from the daily roots covering the run to
+that checkpoint, the verifier keys, where the checkpoints are anchored, and a file signature: a
+signed note by the log key whose text names the format, origin and trace and carries the SHA-256
+of the RFC 8785 form of the bundle without its `signature` member. Building does no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import rfc8785
+
+from appliance.core.errors import InvalidInput
+from appliance.core.hashing import sha256
+from appliance.core.keys import NoteSigner
+from appliance.core.note import sign_note
+from appliance.core.tlog_proof import TlogProof
+
+BUNDLE_FORMAT = "runlog-evidence/v1"
+SIGNATURE_HEADER = "runlog-evidence-signature/v1"
+
+
+@dataclass(frozen=True)
+class ExportedEntry:
+    """One entry of the run: its canonical bytes and its inclusion proof in the checkpoint's tree."""
+
+    seq: int
+    data: bytes
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class DailyRootProof:
+    """A daily root (its signed note) and the consistency proof from its tree to the checkpoint's."""
+
+    day: str
+    size: int
+    checkpoint: str
+    consistency: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class AnchorLocation:
+    """Where an anchor says it holds the checkpoint of `size` (as the anchor reported it)."""
+
+    anchor: str
+    size: int
+    location: str
+
+
+def bundle_digest(bundle: dict) -> bytes:
+    """SHA-256 of the RFC 8785 form of `bundle` without its `signature` member.
+
+    Precondition: `bundle` is a JSON object of the bundle's shape (strings, integers, lists, objects)."""
+    unsigned = {key: value for key, value in bundle.items() if key != "signature"}
+    return sha256(rfc8785.dumps(unsigned))
+
+
+def signature_text(origin: str, trace_id: str, digest: bytes) -> str:
+    """The text of the file signature note."""
+    return f"{SIGNATURE_HEADER}\n{origin}\ntrace {trace_id}\nsha256 {digest.hex()}\n"
+
+
+def build_bundle(
+    *,
+    trace_id: str,
+    checkpoint: str,
+    entries: Sequence[ExportedEntry],
+    signer: NoteSigner,
+    clock_key: str | None,
+    daily_roots: Sequence[DailyRootProof] = (),
+    anchors: Sequence[AnchorLocation] = (),
+    exported_at: str,
+) -> dict:
+    """The signed bundle as a JSON object (serialise it with `bundle_bytes`).
+
+    Preconditions: `checkpoint` is the signed note of the tree the proofs lead to, signed by
+    `signer` (whose name is the origin); entries are the run's, in run order; nothing is checked
+    here that the verifier checks.
+    """
+    if not entries:
+        raise InvalidInput("a bundle needs at least one entry", field="entries")
+    bundle = {
+        "format": BUNDLE_FORMAT,
+        "origin": signer.name,
+        "trace_id": trace_id,
+        "exported_at": exported_at,
+        "keys": {"log": signer.verifier().to_text(), "clock": clock_key},
+        "checkpoint": checkpoint,
+        "entries": [
+            {"entry": e.data.decode("utf-8"), "proof": TlogProof(e.seq, e.proof, checkpoint).to_text()}
+            for e in entries
+        ],
+        "daily_roots": [
+            {"day": d.day, "size": d.size, "checkpoint": d.checkpoint,
+             "consistency": [base64.b64encode(h).decode("ascii") for h in d.consistency]}
+            for d in daily_roots
+        ],
+        "anchors": [{"anchor": a.anchor, "size": a.size, "location": a.location} for a in anchors],
+    }
+    text = signature_text(signer.name, trace_id, bundle_digest(bundle))
+    bundle["signature"] = sign_note(text, [signer]).decode("utf-8")
+    return bundle
+
+
+def bundle_bytes(bundle: dict) -> bytes:
+    """The file: the bundle in RFC 8785 form (any JSON spelling of it verifies the same)."""
+    return rfc8785.dumps(bundle)

@@ -1,0 +1,140 @@
+"""Gather one run's evidence from the store and build its signed JSON bundle.
+
+The bundle is proven against one signed checkpoint: the latest (default) or a chosen day's daily
+root. Entries of the run beyond that checkpoint's tree are left out (the bundle shows the run as
+that checkpoint saw it). Every daily root whose tree holds an entry of the run and that the
+checkpoint covers gets a consistency proof; anchors are named where the outbox recorded them.
+"""
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import date
+
+from appliance.core.bundle import AnchorLocation, DailyRootProof, ExportedEntry, build_bundle
+from appliance.core.checkpoint import Checkpoint
+from appliance.core.csv_export import build_csv, sign_csv
+from appliance.core.keys import NoteSigner
+from appliance.core.proof_plan import inclusion_proof
+from appliance.core.tree import NodeID
+from appliance.store.checkpoints import StoredCheckpoint, latest_checkpoint
+from appliance.store.errors import StoreError
+from appliance.store.tiles import TreeReader
+
+
+class ExportError(StoreError):
+    """The run cannot be exported (unknown trace, or no signed checkpoint covers it)."""
+
+
+class RunNotFound(ExportError):
+    """No entry of this trace is in the store."""
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """What the store holds for one run under one checkpoint."""
+
+    trace_id: str
+    checkpoint: StoredCheckpoint
+    entries: tuple[ExportedEntry, ...]
+    daily_roots: tuple[DailyRootProof, ...]
+    anchors: tuple[AnchorLocation, ...]
+
+
+def run_rows(conn: sqlite3.Connection, trace_id: str, limit_size: int | None = None) -> list[tuple[int, bytes]]:
+    """(seq, canonical bytes) of the run's entries in run order, those below `limit_size` only."""
+    rows = conn.execute("SELECT seq, CAST(data AS BLOB) FROM entries WHERE trace_id = ? ORDER BY run_seq",
+                        (trace_id,)).fetchall()
+    if not rows:
+        raise RunNotFound(f"no run with trace_id {trace_id}")
+    if limit_size is not None:
+        rows = [row for row in rows if row[0] < limit_size]
+    return [(seq, bytes(data)) for seq, data in rows]
+
+
+def _target(conn: sqlite3.Connection, day: date | None) -> StoredCheckpoint:
+    if day is None:
+        checkpoint = latest_checkpoint(conn)
+        if checkpoint is None:
+            raise ExportError("no signed checkpoint yet: run `runlog checkpoint` first")
+        return checkpoint
+    row = conn.execute("SELECT c.size, CAST(c.root AS BLOB), c.note, c.cut_at FROM daily_roots d "
+                       "JOIN checkpoints c ON c.size = d.size WHERE d.day = ?", (day.isoformat(),)).fetchone()
+    if row is None:
+        raise ExportError(f"no daily root for {day.isoformat()}")
+    return StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3])
+
+
+def gather_evidence(conn: sqlite3.Connection, trace_id: str, *, day: date | None = None) -> RunEvidence:
+    """The run's entries with inclusion proofs against the latest checkpoint (or `day`'s daily root),
+    the daily roots to link it to, and their anchor locations. Read-only; one read transaction."""
+    owned = not conn.in_transaction
+    if owned:
+        conn.execute("BEGIN")
+    try:
+        checkpoint = _target(conn, day)
+        size = checkpoint.size
+        rows = run_rows(conn, trace_id, size)
+        if not rows:
+            raise ExportError(f"the checkpoint of size {size} holds no entry of run {trace_id}: "
+                              "run `runlog checkpoint` first")
+        tree = TreeReader(conn)
+        nodes: dict[NodeID, bytes] = {}
+
+        def node(node_id: NodeID) -> bytes:  # proofs of one run share most upper nodes
+            value = nodes.get(node_id)
+            if value is None:
+                value = nodes[node_id] = tree.node(node_id, size)
+            return value
+
+        entries = tuple(ExportedEntry(seq, data, tuple(inclusion_proof(seq, size, node))) for seq, data in rows)
+        daily = conn.execute(
+            "SELECT d.day, c.size, c.note FROM daily_roots d JOIN checkpoints c ON c.size = d.size "
+            "WHERE c.size > ? AND c.size <= ? ORDER BY d.day", (rows[0][0], size)).fetchall()
+        daily_proofs = tuple(DailyRootProof(d, s, n, tuple(tree.consistency_proof(s, size))) for d, s, n in daily)
+        sizes = sorted({size, *(s for _, s, _ in daily)})
+        marks = ",".join("?" * len(sizes))
+        anchors = tuple(AnchorLocation(a, s, loc) for a, s, loc in conn.execute(
+            f"SELECT anchor, size, location FROM anchor_outbox WHERE published_at IS NOT NULL AND location IS NOT NULL "
+            f"AND size IN ({marks}) ORDER BY size, anchor", sizes))
+    finally:
+        if owned:
+            conn.execute("COMMIT")
+    return RunEvidence(trace_id, checkpoint, entries, daily_proofs, anchors)
+
+
+def export_bundle(conn: sqlite3.Connection, trace_id: str, *, signer: NoteSigner, clock_key: str | None,
+                  exported_at: str, day: date | None = None) -> dict:
+    """The signed JSON bundle of run `trace_id` (see `gather_evidence`). `signer` is the log key."""
+    evidence = gather_evidence(conn, trace_id, day=day)
+    return build_bundle(trace_id=trace_id, checkpoint=evidence.checkpoint.note, entries=evidence.entries,
+                        signer=signer, clock_key=clock_key, daily_roots=evidence.daily_roots,
+                        anchors=evidence.anchors, exported_at=exported_at)
+
+
+def export_csv(conn: sqlite3.Connection, trace_id: str, *, signer: NoteSigner,
+               day: date | None = None) -> tuple[bytes, str]:
+    """The run's CSV (entries under the latest checkpoint, or `day`'s daily root) and its detached
+    signed note binding the file's SHA-256 to the trace, the row count and that checkpoint."""
+    owned = not conn.in_transaction
+    if owned:
+        conn.execute("BEGIN")
+    try:
+        checkpoint = _target(conn, day)
+        rows = run_rows(conn, trace_id, checkpoint.size)
+    finally:
+        if owned:
+            conn.execute("COMMIT")
+    if not rows:
+        raise ExportError(f"the checkpoint of size {checkpoint.size} holds no entry of run {trace_id}: "
+                          "run `runlog checkpoint` first")
+    data = build_csv([entry for _, entry in rows])
+    body = Checkpoint(signer.name, checkpoint.size, checkpoint.root)
+    return data, sign_csv(data, trace_id=trace_id, rows=len(rows), checkpoint=body, signer=signer)
+
+
+def run_last_seq(conn: sqlite3.Connection, trace_id: str) -> int:
+    """The seq of the run's last entry (`RunNotFound` if none)."""
+    row = conn.execute("SELECT max(seq) FROM entries WHERE trace_id = ?", (trace_id,)).fetchone()
+    if row is None or row[0] is None:
+        raise RunNotFound(f"no run with trace_id {trace_id}")
+    return row[0]
