@@ -1,6 +1,9 @@
 # runlog appliance image. Build: `docker build -t runlog .`; run: see README.md ("Container").
 # Pinned by version tag (Python patch release and Debian release); pin a digest too in production.
-FROM python:3.12.13-slim-bookworm AS build
+# Named once: the venv built in one stage runs in the other, so both must have the same Python.
+FROM python:3.12.13-slim-bookworm AS base
+
+FROM base AS build
 
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
@@ -12,7 +15,7 @@ COPY appliance ./appliance
 RUN python3 -m venv /opt/runlog && /opt/runlog/bin/pip install -q . \
  && /opt/runlog/bin/pip uninstall -q -y pip
 
-FROM python:3.12.13-slim-bookworm
+FROM base
 
 # uid/gid 10001: outside the range of the base image's users and of most hosts' login users.
 RUN groupadd --system --gid 10001 runlog \

@@ -144,10 +144,17 @@ def test_install_step_is_the_readmes(parsed):
 # --- the image's contract ---------------------------------------------------------------------
 
 def test_base_image_is_pinned_slim_python(parsed):
+    """One base, pinned to a Python patch release; every other stage starts from it, so the venv
+    built in one stage finds the same Python in the next."""
+    stages: list[str] = []
     for ins in parsed:
         if ins.keyword == "FROM":
-            image = ins.args.split()[0]
-            assert re.fullmatch(r"python:3\.12\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), image
+            image, *alias = ins.args.split()
+            if not stages:
+                assert re.fullmatch(r"python:3\.12\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), image
+            else:
+                assert image == stages[0], f"stage {len(stages)} starts from {image}, not the base"
+            stages.append(alias[1] if alias else "")
 
 
 def test_runs_as_a_numeric_non_root_user(parsed):
