@@ -89,6 +89,14 @@ class Served:
         self.stop()
         raise RuntimeError(f"{self.argv} did not become healthy in {timeout:.0f} s: {self.log_tail()}")
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server process has used so far (Linux /proc), or None."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, AttributeError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
@@ -171,13 +179,15 @@ def write_bodies(path: Path, bodies: list) -> Path:
 
 @dataclass(frozen=True)
 class Load:
-    """One case's outcome: `ok` answers with a 2xx status in `seconds`, `errors` the rest."""
+    """One case's outcome: `ok` answers with a 2xx status in `seconds`, `errors` the rest;
+    `cpu_seconds` the server process's CPU time meanwhile, when known."""
 
     ok: int
     errors: int
     seconds: float
     p50_ms: float | None = None
     p99_ms: float | None = None
+    cpu_seconds: float | None = None
 
     @property
     def rate(self) -> float:
@@ -475,8 +485,20 @@ def _load_avg() -> str:
 def _line(name: str, clients: int, load: Load, events_per_request: int, before: str) -> str:
     latency = (f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms" if load.p50_ms is not None
                else " " * 33)
+    cpu = (f"server CPU {load.cpu_seconds * 1e6 / max(load.ok, 1):6,.0f} us/req  " if load.cpu_seconds is not None
+           else " " * 30)
     return (f"  {name:<30} {clients:>3} clients  {load.rate:>9,.0f} req/s  {load.rate * events_per_request:>9,.0f} "
-            f"events/s  {latency}  errors {load.errors:<4} load {before} -> {_load_avg()}")
+            f"events/s  {latency}  {cpu}errors {load.errors:<4} load {before} -> {_load_avg()}")
+
+
+def _measured(server: Served, generate, *args) -> Load:
+    """`generate(server.url, *args)` with the server's CPU time over the case added."""
+    from dataclasses import replace
+
+    before = server.cpu_seconds()
+    load = generate(server.url, *args)
+    after = server.cpu_seconds()
+    return replace(load, cpu_seconds=None if before is None or after is None else after - before)
 
 
 def _verdict(ok: bool) -> str:
@@ -505,7 +527,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     def record(key: str, name: str, c: int, load: Load, per_request: int, before: str) -> None:
         print(_line(name, c, load, per_request, before), flush=True)
         results["cases"][key] = {"clients": c, "requests_per_s": load.rate, "events_per_s": load.rate * per_request,
-                                 "p50_ms": load.p50_ms, "p99_ms": load.p99_ms, "errors": load.errors}
+                                 "p50_ms": load.p50_ms, "p99_ms": load.p99_ms, "errors": load.errors,
+                                 "server_cpu_us_per_request": None if load.cpu_seconds is None
+                                 else load.cpu_seconds * 1e6 / max(load.ok, 1)}
 
     bare, runlog = bare_server(work / "bare.log").spawn(), runlog_server(work / "data", work / "runlog.log").spawn()
     try:
@@ -517,11 +541,12 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         for c in clients:
             for key, server, name in (("bare", bare, "bare Litestar endpoint"), ("runlog", runlog, "runlog, 1 event/request")):
                 before = _load_avg()
-                record(f"{key}_{c}", name, c, load_fn(server.url, "/v1/events", token, single_file, c, seconds), 1, before)
+                record(f"{key}_{c}", name, c, _measured(server, load_fn, "/v1/events", token, single_file, c, seconds),
+                       1, before)
         batched_from = httpx.get(f"{runlog.url}/healthz").json()["tree_size"]
         before = _load_avg()
         record("runlog_batched", f"runlog, {BATCH} events/request", args.batch_clients,
-               load_fn(runlog.url, "/v1/events", token, batch_file, args.batch_clients, seconds), BATCH, before)
+               _measured(runlog, load_fn, "/v1/events", token, batch_file, args.batch_clients, seconds), BATCH, before)
     finally:
         bare.stop()
         runlog.stop()
@@ -564,6 +589,10 @@ def summarize(results: dict, clients: list[int], pg_clients: list[int]) -> None:
     share = runlog_top / cases[f"bare_{top}"]["events_per_s"]
     print(f"  runlog {top} clients / bare endpoint {top} clients: {share:5.0%}   (target >= 60%)     "
           f"{_verdict(share >= 0.6)}")
+    runlog_cpu, bare_cpu = cases[f"runlog_{top}"]["server_cpu_us_per_request"], cases[f"bare_{top}"]["server_cpu_us_per_request"]
+    if runlog_cpu and bare_cpu:
+        print(f"    server CPU per request at {top} clients: runlog {runlog_cpu:,.0f} us, bare {bare_cpu:,.0f} us "
+              f"(bare/runlog {bare_cpu / runlog_cpu:.0%}: the share a CPU-bound runlog can reach)")
     batched = cases["runlog_batched"]["events_per_s"]
     print(f"  runlog batched: {batched:,.0f} events/s (target >= 50,000)  {_verdict(batched >= 50_000)}")
     store = results["runlog_store"]
