@@ -12,6 +12,7 @@ from appliance.service import Appliance, init_appliance, open_appliance
 from appliance.settings import Settings
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.routes_checkpoints import CheckpointsController
+from appliance.web.routes_export import ExportController, download
 from appliance.web.routes_ingest import EventsController
 from appliance.web.routes_read import EntriesController, ProofsController, health, keys
 from appliance.web.routes_runs import RunsController
@@ -37,6 +38,7 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
 
     return Litestar(
         route_handlers=[EventsController, RunsController, EntriesController, ProofsController, CheckpointsController,
+                        ExportController, download,
                         keys, health],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
