@@ -237,3 +237,18 @@ def test_policy_with_witness_quorum(store, bundle, key):
                               "group both all clock w1\nquorum both\n")
     with pytest.raises(BundleError, match="quorum"):
         verify_bundle(dump(bundle), policy=strict)
+
+
+def test_bench_export_quick_runs(tmp_path):
+    """bench/export.py in its smoke mode (figures are reported, never asserted)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    figures = tmp_path / "export.json"
+    done = subprocess.run([sys.executable, str(root / "bench" / "export.py"), "--quick", "--json", str(figures)],
+                          capture_output=True, text=True, timeout=240, cwd=root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    assert result["steps"] == 1000 and result["bytes_per_entry"] > 0

@@ -15,10 +15,12 @@ from appliance.core.checkpoint import Checkpoint
 from appliance.core.csv_export import build_csv, sign_csv
 from appliance.core.keys import NoteSigner
 from appliance.core.proof_plan import inclusion_proof
+from appliance.core.hashing import node_hash
+from appliance.core.tiles import TILE_HEIGHT, TileID, tile_for_node
 from appliance.core.tree import NodeID
 from appliance.store.checkpoints import StoredCheckpoint, latest_checkpoint
 from appliance.store.errors import StoreError
-from appliance.store.tiles import TreeReader
+from appliance.store.tiles import TreeReader, read_tile
 
 
 class ExportError(StoreError):
@@ -64,6 +66,15 @@ def _target(conn: sqlite3.Connection, day: date | None) -> StoredCheckpoint:
     return StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3])
 
 
+def _pyramid(hashes: list[bytes]) -> list[list[bytes]]:
+    """Every level inside one tile: level 0 is its hashes, level k the perfect nodes of 2^k of them."""
+    levels = [hashes]
+    while len(levels) < TILE_HEIGHT and len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+    return levels
+
+
 def gather_evidence(conn: sqlite3.Connection, trace_id: str, *, day: date | None = None) -> RunEvidence:
     """The run's entries with inclusion proofs against the latest checkpoint (or `day`'s daily root),
     the daily roots to link it to, and their anchor locations. Read-only; one read transaction."""
@@ -78,13 +89,17 @@ def gather_evidence(conn: sqlite3.Connection, trace_id: str, *, day: date | None
             raise ExportError(f"the checkpoint of size {size} holds no entry of run {trace_id}: "
                               "run `runlog checkpoint` first")
         tree = TreeReader(conn)
-        nodes: dict[NodeID, bytes] = {}
+        if size > tree.size():
+            raise ExportError(f"the checkpoint of size {size} is beyond the {tree.size()} entries in the store")
+        pyramids: dict[TileID, list[list[bytes]]] = {}
 
-        def node(node_id: NodeID) -> bytes:  # proofs of one run share most upper nodes
-            value = nodes.get(node_id)
-            if value is None:
-                value = nodes[node_id] = tree.node(node_id, size)
-            return value
+        def node(node_id: NodeID) -> bytes:  # each tile read and hashed up once: proofs share upper tiles
+            where = tile_for_node(node_id, size)
+            pyramid = pyramids.get(where.tile)
+            if pyramid is None:
+                pyramid = pyramids[where.tile] = _pyramid(read_tile(conn, where.tile))
+            height = node_id.level % TILE_HEIGHT
+            return pyramid[height][where.offset >> height]
 
         entries = tuple(ExportedEntry(seq, data, tuple(inclusion_proof(seq, size, node))) for seq, data in rows)
         daily = conn.execute(
