@@ -81,6 +81,8 @@ def sign_csv(data: bytes, *, trace_id: str, rows: int, checkpoint: Checkpoint, s
 def verify_csv(data: bytes, note: bytes | str, key: NoteVerifier) -> dict:
     """Check the note's signature, then the file's SHA-256 and its row count. Returns what the note
     says (origin, trace, rows, checkpoint size and root); raises `CsvError` or `InvalidInput`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):  # bytes(5) would be five zero bytes
+        raise InvalidInput(f"a CSV file is bytes, got {type(data).__name__}", field="csv")
     try:
         text = open_note(note, [key]).text
     except VerificationError as error:

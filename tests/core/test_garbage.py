@@ -27,11 +27,15 @@ from appliance.core import proof_verify, receipt, sequencer, tiles, timefmt, tra
 from appliance.core.errors import RunlogError
 from appliance.core.hashing import node_hash
 from appliance.core import bundle_verify, csv_export, policy, tlog_proof
-from tests.core.test_bundle import BUNDLE_BYTES, SIGNER as _BUNDLE_SIGNER
+from tests.core.test_bundle import BUNDLE_BYTES, LOG as _BUNDLE_LOG, RUN as _BUNDLE_RUN, SIGNER as _BUNDLE_SIGNER
 
 _BUNDLE_TEXT = BUNDLE_BYTES.decode()
 _BUNDLE_KEY = _BUNDLE_SIGNER.verifier()
 _TLOG_PROOF = json.loads(BUNDLE_BYTES)["entries"][0]["proof"]
+_CSV = csv_export.build_csv([data for data in _BUNDLE_LOG if json.loads(data)["trace_id"] == _BUNDLE_RUN])
+_CSV_NOTE = csv_export.sign_csv(_CSV, trace_id=_BUNDLE_RUN, rows=_CSV.count(b"\r\n") - 1, signer=_BUNDLE_SIGNER,
+                                checkpoint=checkpoint.Checkpoint.from_text(json.loads(BUNDLE_BYTES)["checkpoint"]
+                                                                           .split("\n\n")[0] + "\n"))
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 ORIGIN = "runlog.example/log"
@@ -267,6 +271,38 @@ def _call_extend(events: list[sequencer.Event], received_at: Any) -> None:
     seq.extend(events, received_at)
 
 
+@st.composite
+def near_miss_bundle(draw: st.DrawFn) -> str | bytes:
+    """The test bundle with one to three members deleted, replaced, duplicated or edited in place:
+    still JSON, so the garbage reaches the checks past parsing."""
+    bundle = json.loads(BUNDLE_BYTES)
+    for _ in range(draw(st.integers(1, 3))):
+        slots: list[tuple[Any, Any]] = []
+
+        def walk(node: Any) -> None:
+            keys = list(node) if isinstance(node, dict) else range(len(node)) if isinstance(node, list) else []
+            for key in keys:
+                slots.append((node, key))
+                walk(node[key])
+
+        walk(bundle)
+        container, key = draw(st.sampled_from(slots))
+        value = container[key]
+        kind = draw(st.sampled_from(["delete", "replace", "duplicate", "edit"]))
+        if kind == "delete":
+            del container[key]
+        elif kind == "duplicate" and isinstance(container, list):
+            container.insert(key, value)
+        elif kind == "edit" and isinstance(value, str) and value:
+            container[key] = draw(near_miss_text([value]))
+        elif kind == "edit" and type(value) is int:
+            container[key] = value + draw(st.sampled_from([-1, 1, 2**64]))
+        else:
+            container[key] = draw(JSONISH)
+    text = json.dumps(bundle, ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass") if draw(st.booleans()) else text
+
+
 # ---- the catalogue: name -> (strategy of positional arguments, call) ------------------------------
 
 TRACE_IDS = text_input(["4bf92f3577b34da6a3ce929d0e0e4736"])
@@ -399,12 +435,13 @@ TARGETS: dict[str, Target] = {
                        lambda hashes, level, index: tiles.node_from_tile(hashes, tree.NodeID(level, index))),
     "tile_root": (one(st.one_of(st.lists(HASHES, max_size=3), NEAR_TILE)), tiles.tile_root),
     # evidence bundles, tlog-proof, tlog-policy, CSV exports (seeds from tests/core/test_bundle.py)
-    "verify_bundle": (one(text_or_bytes_input([_BUNDLE_TEXT])),
+    "verify_bundle": (one(st.one_of(text_or_bytes_input([_BUNDLE_TEXT]), near_miss_bundle())),
                       lambda data: bundle_verify.verify_bundle(data, key=_BUNDLE_KEY)),
     "TlogProof.from_text": (one(text_input([_TLOG_PROOF])), tlog_proof.TlogProof.from_text),
     "Policy.from_text": (one(text_input([f"log {LOG_VERIFIER.to_text()}\nwitness c {CLOCK_VERIFIER.to_text()}\n"
                                          "group g any c\nquorum g\n"])), policy.Policy.from_text),
-    "verify_csv": (st.tuples(st.one_of(st.binary(max_size=50), WRONG_TYPES), text_or_bytes_input([SIGNED_RECEIPT])),
+    "verify_csv": (st.tuples(st.one_of(st.just(_CSV), near_miss_bytes([_CSV]), st.binary(max_size=50), WRONG_TYPES),
+                             st.one_of(st.just(_CSV_NOTE), text_or_bytes_input([_CSV_NOTE, SIGNED_RECEIPT]))),
                    lambda data, note_text: csv_export.verify_csv(data, note_text, LOG_VERIFIER)),
 }
 
@@ -440,6 +477,7 @@ REGRESSIONS: dict[str, Callable[[], Any]] = {
     "sign-note-lone-surrogate": lambda: note.sign_note("\ud800 note\n", [LOG_SIGNER]),
     "run-chain-trace-id-list": lambda: chain.verify_run_chain([], trace_id=[]),
     "checkpoint-extensions-none": lambda: checkpoint.Checkpoint(ORIGIN, 0, bytes(32), None),  # type: ignore[arg-type]
+    "csv-data-none": lambda: csv_export.verify_csv(None, _CSV_NOTE, _BUNDLE_KEY),  # type: ignore[arg-type]
     "sequencer-trace-id-list": lambda: _call_extend(
         [sequencer.Event([], "step", "info", TIMES[0], "src")], TIMES[0]),  # type: ignore[arg-type]
 }
