@@ -19,6 +19,7 @@ from appliance.core.keys import b64decode_strict
 HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PROOF_HASHES = 64  # an inclusion proof in a tree below 2^64 leaves has at most 64 hashes
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
+_HASH_B64 = re.compile(r"[A-Za-z0-9+/]{43}=")  # 32 bytes in padded standard base64
 
 
 class TlogProofError(NoteFormatError):
@@ -66,7 +67,7 @@ class TlogProof:
             raise TlogProofError(f"tlog-proof has more than {MAX_PROOF_HASHES} hashes", field="proof")
         hashes = []
         for number, line in enumerate(rest):
-            raw = b64decode_strict(line, what=f"proof hash {number}")
+            raw = base64.b64decode(line) if _HASH_B64.fullmatch(line) else b""
             if len(raw) != HASH_SIZE or base64.b64encode(raw).decode("ascii") != line:
                 raise TlogProofError(f"proof hash {number} is not {HASH_SIZE} bytes in canonical base64",
                                      field="proof")

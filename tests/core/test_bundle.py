@@ -137,3 +137,35 @@ def test_csv_signed_and_tampers_caught():
         verify_csv(b"\r\n".join(data.split(b"\r\n")[:-2]) + b"\r\n", note, SIGNER.verifier())
     with pytest.raises(CsvError, match="signature"):
         verify_csv(data, note, generate_signer(ORIGIN, bytes(32)).verifier())
+
+
+def test_bundle_file_is_byte_identical_to_rfc8785():
+    import rfc8785
+
+    assert BUNDLE_BYTES == rfc8785.dumps(json.loads(BUNDLE_BYTES))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False),
+              st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=300)
+@given(_JSON)
+def test_canonical_json_fast_path_equals_rfc8785(value):
+    import rfc8785
+
+    from appliance.core.bundle import canonical_json
+    from appliance.core.errors import InvalidInput
+
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception:  # noqa: BLE001 - whatever rfc8785 refuses, we refuse in the family
+        with pytest.raises(InvalidInput):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
