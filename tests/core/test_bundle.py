@@ -8,18 +8,22 @@ import json
 from pathlib import Path
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from appliance.core.bundle import ExportedEntry, DailyRootProof, bundle_bytes, build_bundle
+from appliance.core.bundle import DailyRootProof, ExportedEntry, build_bundle, bundle_bytes, canonical_json
 from appliance.core.bundle_verify import BundleError, BundleFormatError, verify_bundle
 from appliance.core.checkpoint import Checkpoint, sign_checkpoint
 from appliance.core.cosignature import generate_cosigner
+from appliance.core.errors import InvalidInput
 from appliance.core.csv_export import CsvError, build_csv, neutralise, sign_csv, verify_csv
 from appliance.core.hashing import leaf_hash
 from appliance.core.keys import generate_signer
 from appliance.core.policy import Policy, PolicyError
 from appliance.core.proof_plan import consistency_proof, inclusion_proof
 from appliance.core.tlog_proof import TlogProof, TlogProofError
-from appliance.core.tree import NodeID, root_from_leaf_hashes
+from appliance.core.tree import root_from_leaf_hashes
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 LOG = (VECTORS / "chain" / "good-log.ndjson").read_bytes().splitlines()
@@ -89,7 +93,7 @@ def test_daily_root_of_another_log_refused():
 
 
 def test_key_or_policy_required():
-    with pytest.raises(Exception, match="exactly one"):
+    with pytest.raises(InvalidInput, match="exactly one"):
         verify_bundle(BUNDLE_BYTES)
 
 
@@ -140,12 +144,8 @@ def test_csv_signed_and_tampers_caught():
 
 
 def test_bundle_file_is_byte_identical_to_rfc8785():
-    import rfc8785
-
     assert BUNDLE_BYTES == rfc8785.dumps(json.loads(BUNDLE_BYTES))
 
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _JSON = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False),
@@ -157,11 +157,6 @@ _JSON = st.recursive(
 @settings(max_examples=300)
 @given(_JSON)
 def test_canonical_json_fast_path_equals_rfc8785(value):
-    import rfc8785
-
-    from appliance.core.bundle import canonical_json
-    from appliance.core.errors import InvalidInput
-
     try:
         expected = rfc8785.dumps(value)
     except Exception:  # noqa: BLE001 - whatever rfc8785 refuses, we refuse in the family
