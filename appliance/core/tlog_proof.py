@@ -9,6 +9,7 @@ caller opens the checkpoint and checks the proof against it.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ from appliance.core.keys import b64decode_strict
 HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PROOF_HASHES = 64  # an inclusion proof in a tree below 2^64 leaves has at most 64 hashes
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
-_HASH_B64 = re.compile(r"[A-Za-z0-9+/]{43}=")  # 32 bytes in padded standard base64
+# 32 bytes in padded standard base64, canonical: the last digit before "=" has its two low bits clear.
+_HASH_B64 = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 
 class TlogProofError(NoteFormatError):
@@ -65,11 +67,8 @@ class TlogProof:
             raise TlogProofError(f"tlog-proof index {index_text[:30]!r} is not a decimal below 2^64", field="index")
         if len(rest) > MAX_PROOF_HASHES:
             raise TlogProofError(f"tlog-proof has more than {MAX_PROOF_HASHES} hashes", field="proof")
-        hashes = []
         for number, line in enumerate(rest):
-            raw = base64.b64decode(line) if _HASH_B64.fullmatch(line) else b""
-            if len(raw) != HASH_SIZE or base64.b64encode(raw).decode("ascii") != line:
+            if _HASH_B64.fullmatch(line) is None:
                 raise TlogProofError(f"proof hash {number} is not {HASH_SIZE} bytes in canonical base64",
                                      field="proof")
-            hashes.append(raw)
-        return cls(int(index_text), tuple(hashes), checkpoint, extra)
+        return cls(int(index_text), tuple(binascii.a2b_base64(line) for line in rest), checkpoint, extra)
