@@ -156,3 +156,15 @@ def _wheels(tmp_path: Path) -> Path:
                            "cffi", "pycparser"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return wheels
+
+
+def test_policy_file_instead_of_key(exported, tmp_path):
+    bundle = json.loads(exported["json"].read_text())
+    policy = tmp_path / "policy"
+    policy.write_text(f"log {exported['key']}\nwitness clock {bundle['keys']['clock']}\nquorum clock\n")
+    done = runlog("verify", str(exported["json"]), "--policy", str(policy), env=exported["env"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "witnesses clock cosigned" in done.stdout
+    policy.write_text("log nonsense\nquorum none\n")
+    done = runlog("verify", str(exported["json"]), "--policy", str(policy), env=exported["env"])
+    assert done.returncode == 2 and done.stdout.startswith("ERROR:") and "Traceback" not in done.stderr
