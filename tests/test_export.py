@@ -252,3 +252,25 @@ def test_bench_export_quick_runs(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(figures.read_text())
     assert result["steps"] == 1000 and result["bytes_per_entry"] > 0
+
+
+def test_anchor_locations_come_from_the_outbox(tmp_path):
+    """A local-directory anchor publishes through the real outbox; the bundle names where, and the
+    verifier reports it as a claim it did not check."""
+    from appliance.anchors.localdir import LocalDirAnchor
+    from appliance.anchors.outbox import Outbox
+
+    s = Store(tmp_path / "data")
+    try:
+        s.run(trace(3), 3, closed=True)
+        s.checkpoint()
+        anchor = LocalDirAnchor(tmp_path / "anchor", origin=s.settings.origin)
+        (result,) = Outbox(s.settings.db_path, [anchor], origin=s.settings.origin).push()
+        assert result.published >= 1
+        report = verify_bundle(dump(s.bundle(trace(3))), key=NoteVerifier.from_text(s.log_key))
+    finally:
+        s.close()
+    (located,) = report.anchors
+    assert located["anchor"] == anchor.name and located["size"] == report.tree_size
+    assert str(tmp_path / "anchor") in located["location"]
+    assert any("anchors were not consulted" in item for item in report.not_proven)
