@@ -274,3 +274,21 @@ def test_anchor_locations_come_from_the_outbox(tmp_path):
     assert located["anchor"] == anchor.name and located["size"] == report.tree_size
     assert str(tmp_path / "anchor") in located["location"]
     assert any("anchors were not consulted" in item for item in report.not_proven)
+
+
+def test_export_proofs_equal_the_tree_readers(tmp_path):
+    """The export's PATH-built proofs are TreeReader's (core planner) proofs, at sizes around tile edges."""
+    from appliance.store.export import _Proofs
+    from appliance.store.tiles import TreeReader
+
+    s = Store(tmp_path)
+    try:
+        s.run(trace(4), 600, closed=False, batch=600)
+        reader = TreeReader(s.conn)
+        for size in (1, 2, 3, 255, 256, 257, 511, 512, 513, 600):
+            proofs = _Proofs(s.conn, size)
+            for index in sorted({0, 1, size // 2, size - 2, size - 1} - {-1}):
+                if 0 <= index < size:
+                    assert proofs.inclusion(index) == tuple(reader.inclusion_proof(index, size)), (index, size)
+    finally:
+        s.close()
