@@ -14,6 +14,7 @@ from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.routes_checkpoints import CheckpointsController
 from appliance.web.routes_export import ExportController, download
 from appliance.web.routes_ingest import EventsController
+from appliance.web.routes_metrics import metrics
 from appliance.web.routes_read import EntriesController, ProofsController, health, keys
 from appliance.web.routes_runs import RunsController
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
     return Litestar(
         route_handlers=[EventsController, RunsController, EntriesController, ProofsController, CheckpointsController,
                         ExportController, download,
-                        keys, health],
+                        keys, health, metrics],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
