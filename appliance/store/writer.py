@@ -86,11 +86,25 @@ def _entry_row(item: Appended) -> tuple:
             item.data, item.entry_hash)
 
 
-def _run_row(item: Appended) -> tuple:
-    e = item.entry
-    status = "failed" if e.status == "failed" else ("succeeded" if e.final else "running")
-    return (e.trace_id, e.run_seq + 1, item.entry_hash, e.seq, e.seq, e.received_at, e.received_at, e.ts, e.ts,
-            e.source, status, int(e.final))
+def _run_rows(appended: list[Appended]) -> list[tuple]:
+    """One `runs` upsert per trace touched by a request (not one per entry): its first entry in the
+    request gives the values a new run starts with, its last the head; failed if any step failed."""
+    touched: dict[str, list] = {}
+    for item in appended:
+        e = item.entry
+        seen = touched.get(e.trace_id)
+        if seen is None:
+            touched[e.trace_id] = [item, item, e.status == "failed"]
+        else:
+            seen[1] = item
+            seen[2] = seen[2] or e.status == "failed"
+    rows = []
+    for first_item, last_item, failed in touched.values():
+        first, last = first_item.entry, last_item.entry
+        status = "failed" if failed else ("succeeded" if last.final else "running")
+        rows.append((last.trace_id, last.run_seq + 1, last_item.entry_hash, first.seq, last.seq, first.received_at,
+                     last.received_at, first.ts, last.ts, first.source, status, int(last.final)))
+    return rows
 
 
 class Writer:
@@ -268,7 +282,7 @@ class Writer:
         except EntryError as error:
             return error
         self._conn.executemany(_INSERT_ENTRY, [_entry_row(item) for item in appended])
-        self._conn.executemany(_UPSERT_RUN, [_run_row(item) for item in appended])
+        self._conn.executemany(_UPSERT_RUN, _run_rows(appended))
         self._overlay.update(touched)
         hashes = tuple(item.entry_hash for item in appended)
         receipt = Receipt.for_entries(self._origin, appended[0].entry.seq, received_at, hashes)

@@ -213,3 +213,16 @@ def test_an_edit_under_a_checkpoint_is_named_by_seq(db):
     with pytest.raises(StoreCorrupt, match="under a signed checkpoint") as caught:
         open_writer(db)
     assert caught.value.seq == 2
+
+
+def test_one_batch_over_several_runs_summarises_each_run(db):
+    writer = open_writer(db)
+    writer.append_sync(request(event(0, "earlier")))
+    writer.append_sync(request(event(0, "a"), event(1, "x", "started"), event(0, "b", "failed"), event(1, "y"),
+                               event(0, "c", "succeeded", final=True)))
+    writer.stop()
+    rows = connect(db, readonly=True).execute(
+        "SELECT trace_id, count, first_seq, last_seq, status, closed FROM runs ORDER BY trace_id").fetchall()
+    assert rows == [(trace(0), 4, 0, 5, "failed", 1), (trace(1), 2, 2, 4, "running", 0)]
+    heads = dict(connect(db, readonly=True).execute("SELECT trace_id, head FROM runs").fetchall())
+    assert heads[trace(0)] == stored(db)[5][1] and heads[trace(1)] == stored(db)[4][1]
