@@ -8,6 +8,7 @@ POSIX seconds and are always passed in: nothing here reads a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import nacl.signing
 
@@ -15,15 +16,14 @@ from appliance.core.errors import InvalidInput, NoteFormatError, SignatureError
 from appliance.core.keys import (
     ED25519_SIGNATURE_SIZE,
     KeyID,
+    _PublicKey,
     check_key_length,
     check_key_name,
     ed25519_verify,
     expect_key_id,
     expect_type,
-    format_key_string,
     format_signer_key_string,
     split_signer_key,
-    split_verifier_key,
 )
 
 ALG_COSIGNATURE_V1 = 0x04
@@ -72,29 +72,11 @@ class Cosignature:
 
 
 @dataclass(frozen=True)
-class CosignatureVerifier:
-    """Checks cosignature/v1 signatures by one named Ed25519 cosigner key."""
+class CosignatureVerifier(_PublicKey):
+    """Checks cosignature/v1 signatures by one named Ed25519 cosigner key (type 0x04)."""
 
-    name: str
-    public_key: bytes
-    key_id: KeyID = field(init=False)
-
-    def __post_init__(self) -> None:
-        check_key_name(self.name)
-        object.__setattr__(self, "public_key", check_key_length(self.public_key, "public_key"))
-        object.__setattr__(self, "key_id", KeyID.for_key(self.name, ALG_COSIGNATURE_V1, self.public_key))
-
-    @classmethod
-    def from_text(cls, text: str) -> CosignatureVerifier:
-        """Parse a verifier key string ``name+hexid+base64(0x04||pubkey)``; the ID must match."""
-        name, declared, signature_type, key = split_verifier_key(text)
-        expect_type(signature_type, ALG_COSIGNATURE_V1, "cosigner verifier key")
-        verifier = cls(name, check_key_length(key, "public_key"))
-        expect_key_id(declared, verifier.key_id, "cosigner verifier key")
-        return verifier
-
-    def to_text(self) -> str:
-        return format_key_string(self.name, self.key_id, ALG_COSIGNATURE_V1, self.public_key)
+    SIGNATURE_TYPE: ClassVar[int] = ALG_COSIGNATURE_V1
+    KIND: ClassVar[str] = "cosigner verifier key"
 
     def verify(self, text: bytes, signature: bytes) -> int:
         """Return the attested timestamp if `signature` cosigns `text`; raise `SignatureError` if not."""

@@ -15,6 +15,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 import nacl.exceptions
 import nacl.signing
@@ -172,11 +173,15 @@ def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
 
 
 @dataclass(frozen=True)
-class NoteVerifier:
-    """Checks Ed25519 (type 0x01) note signatures by one named key.
+class _PublicKey:
+    """A named Ed25519 public key of one signature type (`SIGNATURE_TYPE`, set by subclasses:
+    NoteVerifier here, CosignatureVerifier in cosignature.py); not used on its own.
 
     Precondition: `name` is a valid key name and `public_key` is 32 bytes; both checked here.
     """
+
+    SIGNATURE_TYPE: ClassVar[int]
+    KIND: ClassVar[str]  # how error messages name this kind of key string
 
     name: str
     public_key: bytes
@@ -185,19 +190,27 @@ class NoteVerifier:
     def __post_init__(self) -> None:
         check_key_name(self.name)
         object.__setattr__(self, "public_key", check_key_length(self.public_key, "public_key"))
-        object.__setattr__(self, "key_id", KeyID.for_key(self.name, ALG_ED25519, self.public_key))
+        object.__setattr__(self, "key_id", KeyID.for_key(self.name, self.SIGNATURE_TYPE, self.public_key))
 
     @classmethod
-    def from_text(cls, text: str) -> NoteVerifier:
-        """Parse a verifier key string ``name+hexid+base64(0x01||pubkey)``; the ID must match."""
+    def from_text(cls, text: str) -> Self:
+        """Parse a verifier key string ``name+hexid+base64(type||pubkey)``; the type and ID must match."""
         name, declared, signature_type, key = split_verifier_key(text)
-        expect_type(signature_type, ALG_ED25519, "verifier key")
+        expect_type(signature_type, cls.SIGNATURE_TYPE, cls.KIND)
         verifier = cls(name, check_key_length(key, "public_key"))
-        expect_key_id(declared, verifier.key_id, "verifier key")
+        expect_key_id(declared, verifier.key_id, cls.KIND)
         return verifier
 
     def to_text(self) -> str:
-        return format_key_string(self.name, self.key_id, ALG_ED25519, self.public_key)
+        return format_key_string(self.name, self.key_id, self.SIGNATURE_TYPE, self.public_key)
+
+
+@dataclass(frozen=True)
+class NoteVerifier(_PublicKey):
+    """Checks Ed25519 (type 0x01) note signatures by one named key."""
+
+    SIGNATURE_TYPE: ClassVar[int] = ALG_ED25519
+    KIND: ClassVar[str] = "verifier key"
 
     def verify(self, text: bytes, signature: bytes) -> None:
         """Raise `SignatureError` unless `signature` is this key's Ed25519 signature of `text`."""
