@@ -45,6 +45,9 @@ def b64decode_strict(text: str, *, what: str) -> bytes:
         raise NoteFormatError(f"{what} is not padded standard base64: {err}", field=what) from err
 
 
+_NAME_FORBIDDEN = re.compile(r"[+\s\x00-\x1f]")
+
+
 def check_key_name(name: object) -> str:
     """Return `name` if it is a valid note key name, else raise `NoteFormatError`.
 
@@ -57,10 +60,10 @@ def check_key_name(name: object) -> str:
         name.encode("utf-8")
     except UnicodeEncodeError as err:
         raise NoteFormatError("key name is not valid UTF-8", field="name") from err
-    for ch in name:
-        if ch == "+" or ch.isspace() or ord(ch) < 0x20:
-            raise NoteFormatError(f"key name {name!r} contains {ch!r}; names may not contain spaces, "
-                                  "control characters or '+'", field="name")
+    found = _NAME_FORBIDDEN.search(name)  # \s is str.isspace()'s set
+    if found is not None:
+        raise NoteFormatError(f"key name {name!r} contains {found[0]!r}; names may not contain spaces, "
+                              "control characters or '+'", field="name")
     return name
 
 

@@ -8,6 +8,7 @@ is valid UTF-8 with no ASCII control character other than newline.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Protocol
 
@@ -69,10 +70,13 @@ class UnverifiedNoteError(SignatureError):
         self.note = note
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+
+
 def _check_text(text: str, what: str) -> None:
-    for ch in text:
-        if ord(ch) < 0x20 and ch != "\n":
-            raise NoteFormatError(f"{what} contains control character {ch!r}", field=what)
+    found = _CONTROL.search(text)
+    if found is not None:
+        raise NoteFormatError(f"{what} contains control character {found[0]!r}", field=what)
 
 
 def _decode_message(message: bytes | str) -> str:
