@@ -1,0 +1,1 @@
+"""Slack: the `/what-happened` slash command, its buttons and the Full timeline modal."""
