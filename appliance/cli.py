@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from appliance import __version__
 from appliance.commands import anchors as anchors_commands
+from appliance.commands import backup as backup_command
 from appliance.commands import checkpoint as checkpoint_command
 from appliance.commands import export as export_command
 from appliance.commands import verify as verify_command
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint_command.register(commands)
     verify_command.register(commands)
     export_command.register(commands)
+    backup_command.register(commands)
     return parser
 
 
