@@ -129,6 +129,8 @@ class Writer:
         self._last_received_at = ""
         self.commits = 0
         self.last_group_events = 0
+        # Told each commit's number of new entries, in the writer thread: keep it quick (/metrics).
+        self.on_commit: Callable[[int], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -159,6 +161,11 @@ class Writer:
     @property
     def running(self) -> bool:
         return self._accepting and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the next group commit."""
+        return self._queue.qsize()
 
     @property
     def size(self) -> int:
@@ -255,6 +262,8 @@ class Writer:
         self._overlay.clear()
         self.commits += 1
         self.last_group_events = sum(len(request.events) for request, _ in group)
+        if self.on_commit is not None:
+            self.on_commit(self._sequencer.size - frontier.size)
         for future, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
