@@ -35,6 +35,7 @@ log = logging.getLogger("runlog.writer")
 
 MAX_GROUP_EVENTS = 20_000
 _STOP = object()
+_Waiter = Future | asyncio.Future
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,13 @@ class Writer:
         return future
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        return await asyncio.wrap_future(self.submit(request))
+        # An asyncio future resolved by one call_soon_threadsafe per group and event loop (see
+        # _settle): cheaper than a concurrent Future wrapped per request.
+        if not self._accepting:
+            raise StoreUnavailable("the appliance is shutting down; retry shortly")
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._queue.put((request, future))
+        return await future
 
     def append_sync(self, request: AppendRequest, timeout: float | None = 60.0) -> AppendResult:
         return self.submit(request).result(timeout)
@@ -195,7 +202,7 @@ class Writer:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            group: list[tuple[AppendRequest, Future]] = []
+            group: list[tuple[AppendRequest, _Waiter]] = []
             item = self._queue.get()
             events = 0
             while True:
@@ -228,15 +235,18 @@ class Writer:
         self._last_received_at = max(now, self._last_received_at)
         return self._last_received_at
 
-    def _commit_group(self, group: list[tuple[AppendRequest, Future]]) -> None:
+    def _commit_group(self, group: list[tuple[AppendRequest, _Waiter]]) -> None:
         received_at = self._received_at()
         frontier, head_hash = self._sequencer.frontier, self._sequencer.head_hash
-        outcomes: list[tuple[Future, AppendResult | BaseException]] = []
-        idempotent: dict[tuple[str, str], tuple[bytes, AppendResult]] = {}
+        outcomes: list[AppendResult | BaseException] = []
+        rows = _GroupRows()
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-            for request, future in group:
-                outcomes.append((future, self._apply(request, received_at, idempotent)))
+            for request, _ in group:
+                outcomes.append(self._apply(request, received_at, rows))
+            self._conn.executemany(_INSERT_ENTRY, [_entry_row(item) for item in rows.appended])
+            self._conn.executemany(_UPSERT_RUN, _run_rows(rows.appended))
+            self._conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)", rows.idempotency)
             self._tiles.flush(self._conn)
             self._conn.execute("COMMIT")
         except Exception as error:  # noqa: BLE001 - any failure must roll back and fail the group, not the thread
@@ -253,30 +263,25 @@ class Writer:
             self._tiles.reset()
             self._overlay.clear()
             failure = StoreUnavailable(f"the store could not commit: {error}")
-            for _, future in group:
-                future.set_exception(failure)
+            _settle([(waiter, failure) for _, waiter in group])
             return
         self._runs_cache.update(self._overlay)
         if len(self._runs_cache) > 100_000:
             self._runs_cache.clear()
         self._overlay.clear()
         self.commits += 1
-        self.last_group_events = sum(len(request.events) for request, _ in group)
+        self.last_group_events = len(rows.appended)
         if self.on_commit is not None:
             self.on_commit(self._sequencer.size - frontier.size)
-        for future, outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        _settle([(waiter, outcome) for (_, waiter), outcome in zip(group, outcomes)])
 
-    def _apply(self, request: AppendRequest, received_at: str,
-               idempotent: dict[tuple[str, str], tuple[bytes, AppendResult]]) -> AppendResult | RunlogError:
+    def _apply(self, request: AppendRequest, received_at: str, rows: "_GroupRows") -> AppendResult | RunlogError:
+        """Sequence one request (all or nothing) and stage its rows; its receipt is signed here."""
         if not request.events:
             return InvalidInput("a request must carry at least one event", field="events")
         key = (request.source, request.idempotency_key) if request.idempotency_key else None
         if key is not None:
-            earlier = idempotent.get(key)
+            earlier = rows.idempotent.get(key)
             if earlier is None:
                 row = self._conn.execute("SELECT request_hash, response FROM idempotency WHERE source = ? AND key = ?",
                                          key).fetchone()
@@ -290,14 +295,52 @@ class Writer:
             appended, touched = self._sequencer.extend(request.events, received_at, self._tiles.on_node)
         except EntryError as error:
             return error
-        self._conn.executemany(_INSERT_ENTRY, [_entry_row(item) for item in appended])
-        self._conn.executemany(_UPSERT_RUN, _run_rows(appended))
+        rows.appended.extend(appended)
         self._overlay.update(touched)
         hashes = tuple(item.entry_hash for item in appended)
         receipt = Receipt.for_entries(self._origin, appended[0].entry.seq, received_at, hashes)
         result = AppendResult(appended[0].entry.seq, hashes, received_at, sign_receipt(receipt, self._signer))
         if key is not None:
-            self._conn.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
-                               (*key, request.request_hash, result.to_json(), received_at))
-            idempotent[key] = (request.request_hash, AppendResult.from_json(result.to_json()))
+            response = result.to_json()
+            rows.idempotency.append((*key, request.request_hash, response, received_at))
+            rows.idempotent[key] = (request.request_hash, AppendResult.from_json(response))
         return result
+
+
+class _GroupRows:
+    """What one group commit inserts, staged request by request: one executemany per table."""
+
+    __slots__ = ("appended", "idempotency", "idempotent")
+
+    def __init__(self) -> None:
+        self.appended: list[Appended] = []
+        self.idempotency: list[tuple] = []
+        self.idempotent: dict[tuple[str, str], tuple[bytes, AppendResult]] = {}
+
+
+def _settle(outcomes: list[tuple[_Waiter, AppendResult | BaseException]]) -> None:
+    """Resolve the waiters: concurrent futures here, asyncio futures with one thread-safe call per
+    event loop (each call writes to the loop's self-pipe to wake it)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+    for waiter, outcome in outcomes:
+        if isinstance(waiter, asyncio.Future):
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, outcome))
+        elif isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+    for loop, waiting in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_on_loop, waiting)
+        except RuntimeError:  # the loop was closed: nobody is waiting any more
+            pass
+
+
+def _settle_on_loop(waiting: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, outcome in waiting:
+        if future.done():  # the request was cancelled (client went away); its append stands
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
