@@ -55,7 +55,7 @@ def ledger_problems(db_path: Path, ledgers: Sequence[ClientLedger], *, show: int
             if n in stored[client]:
                 duplicated += 1
                 if duplicated <= show:
-                    problems.append(f"event {event_id} stored twice: seq {stored[client][n]} and {seq}")
+                    problems.append(f"event {event_id} stored twice: seq {stored[client][n][0]} and {seq}")
             stored[client][n] = (seq, bytes(digest))
     finally:
         conn.close()

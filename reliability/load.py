@@ -27,10 +27,12 @@ RUN_STEPS = 20  # each run closes with a final event after this many steps
 
 @dataclass
 class ClientLedger:
-    """One client's acknowledged events: index n -> seq and entry hash (-1: not acknowledged)."""
+    """One client's acknowledged events: index n -> seq and entry hash (-1: not acknowledged);
+    `sent` is one past the highest index sent, where a later load with this ledger continues."""
 
     seqs: array = field(default_factory=lambda: array("q"))
     hashes: bytearray = field(default_factory=bytearray)
+    sent: int = 0
 
     def record(self, n: int, seq: int, entry_hash: bytes) -> None:
         while len(self.seqs) <= n:
@@ -62,14 +64,14 @@ class Load:
     """`clients` producers against `url`; `start()`, `stop()`, then read `ledgers` and `windows`."""
 
     def __init__(self, url: str, token: str, clients: int, *, retry: bool = False, window_seconds: float = 10.0,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, ledgers: list[ClientLedger] | None = None) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
         self._head = (f"POST /v1/events HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {token}\r\n"
                       "Content-Type: application/json\r\n")
         self.clients, self.retry, self.timeout = clients, retry, timeout
         self.window_seconds = window_seconds
-        self.ledgers = [ClientLedger() for _ in range(clients)]
+        self.ledgers = ledgers if ledgers is not None else [ClientLedger() for _ in range(clients)]
         self.windows: list[Window] = []
         self.errors: dict[str, int] = {}
         self.closed_runs: list[str] = []  # trace IDs whose final event was acknowledged
@@ -124,10 +126,12 @@ class Load:
         return f"{self._head}{key}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
     async def _client(self, client: int) -> None:
-        ledger, connection, n = self.ledgers[client], None, 0
+        ledger, connection = self.ledgers[client], None
+        n = ledger.sent + (-ledger.sent % RUN_STEPS)  # a continued ledger starts a new run
         trace_id = uuid.uuid4().hex
         while not self._stop.is_set():
             request = self._request(client, n, trace_id)
+            ledger.sent = n + 1
             sent = time.perf_counter()
             try:
                 if connection is None:

@@ -10,6 +10,7 @@ reference, and logs the traceback under that reference.
 import logging
 import re
 import secrets
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
@@ -131,7 +132,16 @@ def handle_http_exception(request: Request[Any, Any, Any], error: HTTPException)
     return error_response(status, code, message, field, error.headers)
 
 
+# SQLite primary result codes that say the store cannot be written now (busy, locked, read-only
+# filesystem, I/O error, disk full, cannot open), not that the code is wrong: a 503 the client may
+# retry, like the writer's StoreUnavailable, rather than a 500.
+_SQLITE_UNAVAILABLE = {5, 6, 8, 10, 13, 14}
+
+
 def handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorOut]:
+    if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", 0) & 0xFF in _SQLITE_UNAVAILABLE:
+        logger.error("store unavailable on %s %s: %s", request.method, request.url.path, error)
+        return error_response(503, "store_unavailable", f"the store cannot be written right now: {error}; retry later")
     return _internal(request, error)
 
 
