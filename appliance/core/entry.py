@@ -179,6 +179,74 @@ def _encode_attrs(attrs: Any) -> bytes:
     return encoded
 
 
+@dataclass(frozen=True, slots=True)
+class EntryParts:
+    """An event's share of its entry's canonical bytes: what comes before and after the fields the
+    log assigns (`prev`, `received_at`, `run_prev`, `run_seq`, `seq`, which sort between them)."""
+
+    head: bytes  # {"attrs":...[,"final":true][,"parent_id":"..."]
+    tail: bytes  # ,"source":...[,"span_id":"..."],"status":...,"step":...,"trace_id":...,"ts":...,"v":1}
+
+
+def _check_step_status(step: Any, status: Any, final: Any) -> None:
+    if type(step) is not str or not 1 <= len(step) <= MAX_STEP_CHARS:
+        raise _fail("step", f"must be a string of 1..{MAX_STEP_CHARS} characters")
+    if _STEP_FORBIDDEN.search(step):
+        raise _fail("step", "must not contain control characters or lone surrogates")
+    if type(status) is not str or status not in STATUSES:
+        raise _fail("status", f"must be one of {', '.join(sorted(STATUSES))}, got {_show(status)}")
+    if type(final) is not bool:
+        raise _fail("final", "must be true or false (false omits the key)")
+    if final and status not in FINAL_STATUSES:
+        raise _fail("final", f"only a succeeded or failed entry can close a run, not {_show(status)}")
+
+
+def _check_source(source: Any) -> None:
+    if type(source) is not str or _SOURCE.fullmatch(source) is None:
+        raise _fail("source", f"must be 1..{MAX_SOURCE_CHARS} printable ASCII characters without spaces")
+
+
+def _build_parts(attrs: bytes, trace_id: str, span_id: str | None, parent_id: str | None, step: str, status: str,
+                 final: bool, ts: str, source: str) -> EntryParts:
+    # Keys in RFC 8785 order (all ASCII, so UTF-16 order is plain string order).
+    head = b'{"attrs":' + attrs
+    if final:
+        head += b',"final":true'
+    if parent_id is not None:
+        head += f',"parent_id":"{parent_id}"'.encode()
+    span = "" if span_id is None else f',"span_id":"{span_id}"'
+    tail = (f',"source":{_json_string(source)}{span},"status":"{status}","step":{_json_string(step)}'
+            f',"trace_id":"{trace_id}","ts":"{ts}","v":{FORMAT_VERSION}}}').encode("utf-8")
+    return EntryParts(head, tail)
+
+
+def encode_parts(*, trace_id: str, step: str, status: str, ts: str, source: str, attrs: Any,
+                 span_id: str | None = None, parent_id: str | None = None, final: bool = False) -> EntryParts:
+    """Validate an event's fields (the rules `encode_entry` applies to them, in the same order) and
+    encode its share of the entry bytes. Raises `EntryError` naming the field."""
+    _check_id(trace_id, "trace_id", _TRACE_ID, 32)
+    if span_id is not None:
+        _check_id(span_id, "span_id", _SPAN_ID, 16)
+    if parent_id is not None:
+        _check_id(parent_id, "parent_id", _SPAN_ID, 16)
+    _check_step_status(step, status, final)
+    check_utc(ts, field="ts")
+    _check_source(source)
+    return _build_parts(_encode_attrs(attrs), trace_id, span_id, parent_id, step, status, final, ts, source)
+
+
+def join_parts(parts: EntryParts, *, seq: int, run_seq: int, received_at: str, prev: bytes | None,
+               run_prev: bytes | None) -> bytes:
+    """The canonical entry bytes of an event whose parts `encode_parts` made, with the fields the
+    log assigns. Preconditions, not checked here (the sequencer guarantees them): `seq` and
+    `run_seq` are integers 0..2^53-1, `received_at` is strict UTC RFC 3339, `prev` is a 32-byte
+    hash exactly when `seq` > 0 and `run_prev` exactly when `run_seq` > 0."""
+    prev_text = "null" if prev is None else f'"{prev.hex()}"'
+    run_prev_text = "null" if run_prev is None else f'"{run_prev.hex()}"'
+    return b"".join((parts.head, f',"prev":{prev_text},"received_at":"{received_at}","run_prev":{run_prev_text}'
+                                 f',"run_seq":{run_seq},"seq":{seq}'.encode(), parts.tail))
+
+
 def encode_entry(entry: Entry) -> bytes:
     """Validate every field rule and return the entry's RFC 8785 canonical bytes.
 
@@ -196,42 +264,16 @@ def encode_entry(entry: Entry) -> bytes:
     if entry.parent_id is not None:
         _check_id(entry.parent_id, "parent_id", _SPAN_ID, 16)
     _check_count(entry.run_seq, "run_seq")
-    step = entry.step
-    if type(step) is not str or not 1 <= len(step) <= MAX_STEP_CHARS:
-        raise _fail("step", f"must be a string of 1..{MAX_STEP_CHARS} characters")
-    if _STEP_FORBIDDEN.search(step):
-        raise _fail("step", "must not contain control characters or lone surrogates")
-    if type(entry.status) is not str or entry.status not in STATUSES:
-        raise _fail("status", f"must be one of {', '.join(sorted(STATUSES))}, got {_show(entry.status)}")
-    if type(entry.final) is not bool:
-        raise _fail("final", "must be true or false (false omits the key)")
-    if entry.final and entry.status not in FINAL_STATUSES:
-        raise _fail("final", f"only a succeeded or failed entry can close a run, not {_show(entry.status)}")
+    _check_step_status(entry.step, entry.status, entry.final)
     check_utc(entry.ts, field="ts")
     check_utc(entry.received_at, field="received_at")
-    if type(entry.source) is not str or _SOURCE.fullmatch(entry.source) is None:
-        raise _fail("source", f"must be 1..{MAX_SOURCE_CHARS} printable ASCII characters without spaces")
+    _check_source(entry.source)
     _check_link(entry.prev, "prev", entry.seq == 0, "seq is 0")
     _check_link(entry.run_prev, "run_prev", entry.run_seq == 0, "run_seq is 0")
-    attrs = _encode_attrs(entry.attrs)
-
-    # Keys in RFC 8785 order (all ASCII, so UTF-16 order is plain string order).
-    parts = []
-    if entry.final:
-        parts.append(',"final":true')
-    if entry.parent_id is not None:
-        parts.append(f',"parent_id":"{entry.parent_id}"')
-    parts.append(f',"prev":"{entry.prev.hex()}"' if entry.prev is not None else ',"prev":null')
-    parts.append(f',"received_at":"{entry.received_at}"')
-    parts.append(f',"run_prev":"{entry.run_prev.hex()}"' if entry.run_prev is not None else ',"run_prev":null')
-    parts.append(f',"run_seq":{entry.run_seq},"seq":{entry.seq},"source":{_json_string(entry.source)}')
-    if entry.span_id is not None:
-        parts.append(f',"span_id":"{entry.span_id}"')
-    parts.append(
-        f',"status":"{entry.status}","step":{_json_string(step)},"trace_id":"{entry.trace_id}"'
-        f',"ts":"{entry.ts}","v":{FORMAT_VERSION}}}'
-    )
-    return b'{"attrs":' + attrs + "".join(parts).encode("utf-8")
+    parts = _build_parts(_encode_attrs(entry.attrs), entry.trace_id, entry.span_id, entry.parent_id, entry.step,
+                         entry.status, entry.final, entry.ts, entry.source)
+    return join_parts(parts, seq=entry.seq, run_seq=entry.run_seq, received_at=entry.received_at, prev=entry.prev,
+                      run_prev=entry.run_prev)
 
 
 def _refuse_constant(name: str) -> None:

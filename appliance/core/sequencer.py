@@ -7,13 +7,14 @@ commits the new heads, so a bad event in the middle of a batch leaves the sequen
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appliance.core.compact import CompactRange, NodeVisitor
-from appliance.core.entry import Entry, encode_entry, entry_hash
+from appliance.core.entry import Entry, EntryParts, encode_parts, entry_hash, join_parts
 from appliance.core.errors import EntryError, InvalidInput
 from appliance.core.hashing import leaf_hash
+from appliance.core.timefmt import check_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,20 @@ class Event:
     span_id: str | None = None
     parent_id: str | None = None
     final: bool = False
+    # Set only by `prepared()`: the canonical parts `encode_parts` made from the fields above.
+    parts: EntryParts | None = field(default=None, repr=False, compare=False)
+
+    def prepared(self) -> "Event":
+        """This event with every field checked and its canonical parts encoded now, so that the
+        sequencer only joins bytes (the ingest path calls it before handing events to the writer).
+        Raises `EntryError` naming the field."""
+        return replace(self, parts=self._encode())
+
+    def _encode(self) -> EntryParts:
+        attrs = dict(self.attrs) if isinstance(self.attrs, Mapping) else self.attrs
+        return encode_parts(trace_id=self.trace_id, step=self.step, status=self.status, ts=self.ts,
+                            source=self.source, attrs=attrs, span_id=self.span_id, parent_id=self.parent_id,
+                            final=self.final)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +58,26 @@ class RunHead:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """One new entry: its fields, canonical bytes, entry hash and Merkle leaf hash."""
+    """One new entry: the event, the fields the log gave it, its canonical bytes, entry hash and
+    Merkle leaf hash."""
 
-    entry: Entry
+    event: Event
+    seq: int
+    run_seq: int
+    received_at: str
+    prev: bytes | None
+    run_prev: bytes | None
     data: bytes
     entry_hash: bytes
     leaf_hash: bytes
+
+    @property
+    def entry(self) -> Entry:
+        e = self.event
+        return Entry(seq=self.seq, trace_id=e.trace_id, span_id=e.span_id, parent_id=e.parent_id,
+                     run_seq=self.run_seq, step=e.step, status=e.status, final=e.final, ts=e.ts,
+                     received_at=self.received_at, source=e.source, attrs=dict(e.attrs), prev=self.prev,
+                     run_prev=self.run_prev)
 
 
 class RunClosedError(EntryError):
@@ -101,11 +130,12 @@ class Sequencer:
         Raises `EntryError` (field named, `index` attribute = position in the batch) and leaves
         the sequencer unchanged if any event is invalid or targets a closed run.
         """
+        check_utc(received_at, field="received_at")
         appended: list[Appended] = []
         touched: dict[str, RunHead] = {}
         seq, prev = self._frontier.size, self._head_hash
         for index, event in enumerate(events):
-            if type(event.trace_id) is not str:  # checked in full by encode_entry; a dict key needs a str
+            if type(event.trace_id) is not str:  # checked in full by encode_parts; a dict key needs a str
                 error = EntryError(f"trace_id must be a string, got {type(event.trace_id).__name__}", field="trace_id")
                 error.index = index  # type: ignore[attr-defined]
                 raise error
@@ -117,30 +147,16 @@ class Sequencer:
                 )
                 error.index = index  # type: ignore[attr-defined]
                 raise error
-            entry = Entry(
-                seq=seq,
-                trace_id=event.trace_id,
-                span_id=event.span_id,
-                parent_id=event.parent_id,
-                run_seq=run.count if run is not None else 0,
-                step=event.step,
-                status=event.status,
-                final=event.final,
-                ts=event.ts,
-                received_at=received_at,
-                source=event.source,
-                attrs=dict(event.attrs) if isinstance(event.attrs, Mapping) else event.attrs,
-                prev=prev,
-                run_prev=run.head if run is not None else None,
-            )
             try:
-                data = encode_entry(entry)
+                parts = event.parts if event.parts is not None else event._encode()
             except EntryError as error:
                 error.index = index  # type: ignore[attr-defined]
                 raise
+            run_seq, run_prev = (run.count, run.head) if run is not None else (0, None)
+            data = join_parts(parts, seq=seq, run_seq=run_seq, received_at=received_at, prev=prev, run_prev=run_prev)
             digest = entry_hash(data)
-            appended.append(Appended(entry, data, digest, leaf_hash(data)))
-            touched[event.trace_id] = RunHead(entry.run_seq + 1, digest, seq, event.final)
+            appended.append(Appended(event, seq, run_seq, received_at, prev, run_prev, data, digest, leaf_hash(data)))
+            touched[event.trace_id] = RunHead(run_seq + 1, digest, seq, event.final)
             seq, prev = seq + 1, digest
         for item in appended:
             self._frontier.append(item.leaf_hash, on_node)

@@ -82,17 +82,17 @@ ON CONFLICT (trace_id) DO UPDATE SET
 
 
 def _entry_row(item: Appended) -> tuple:
-    e = item.entry
-    return (e.seq, e.trace_id, e.run_seq, e.step, e.status, int(e.final), e.ts, e.received_at, e.source,
+    e = item.event
+    return (item.seq, e.trace_id, item.run_seq, e.step, e.status, int(e.final), e.ts, item.received_at, e.source,
             item.data, item.entry_hash)
 
 
 def _run_rows(appended: list[Appended]) -> list[tuple]:
-    """One `runs` upsert per trace touched by a request (not one per entry): its first entry in the
-    request gives the values a new run starts with, its last the head; failed if any step failed."""
+    """One `runs` upsert per trace touched by a group (not one per entry): its first entry in the
+    group gives the values a new run starts with, its last the head; failed if any step failed."""
     touched: dict[str, list] = {}
     for item in appended:
-        e = item.entry
+        e = item.event
         seen = touched.get(e.trace_id)
         if seen is None:
             touched[e.trace_id] = [item, item, e.status == "failed"]
@@ -100,11 +100,11 @@ def _run_rows(appended: list[Appended]) -> list[tuple]:
             seen[1] = item
             seen[2] = seen[2] or e.status == "failed"
     rows = []
-    for first_item, last_item, failed in touched.values():
-        first, last = first_item.entry, last_item.entry
-        status = "failed" if failed else ("succeeded" if last.final else "running")
-        rows.append((last.trace_id, last.run_seq + 1, last_item.entry_hash, first.seq, last.seq, first.received_at,
-                     last.received_at, first.ts, last.ts, first.source, status, int(last.final)))
+    for first, last, failed in touched.values():
+        status = "failed" if failed else ("succeeded" if last.event.final else "running")
+        rows.append((last.event.trace_id, last.run_seq + 1, last.entry_hash, first.seq, last.seq, first.received_at,
+                     last.received_at, first.event.ts, last.event.ts, first.event.source, status,
+                     int(last.event.final)))
     return rows
 
 
@@ -298,8 +298,8 @@ class Writer:
         rows.appended.extend(appended)
         self._overlay.update(touched)
         hashes = tuple(item.entry_hash for item in appended)
-        receipt = Receipt.for_entries(self._origin, appended[0].entry.seq, received_at, hashes)
-        result = AppendResult(appended[0].entry.seq, hashes, received_at, sign_receipt(receipt, self._signer))
+        receipt = Receipt.for_entries(self._origin, appended[0].seq, received_at, hashes)
+        result = AppendResult(appended[0].seq, hashes, received_at, sign_receipt(receipt, self._signer))
         if key is not None:
             response = result.to_json()
             rows.idempotency.append((*key, request.request_hash, response, received_at))

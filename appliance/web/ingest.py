@@ -34,8 +34,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from appliance.core.entry import FINAL_STATUSES, MAX_ATTRS_BYTES, MAX_ATTRS_DEPTH, MAX_STEP_CHARS, STATUSES
-from appliance.core.entry import Entry, encode_entry
+from appliance.core.entry import FINAL_STATUSES, MAX_ATTRS_DEPTH, MAX_STEP_CHARS, STATUSES
 from appliance.core.errors import InvalidInput, TraceContextError
 from appliance.core.sequencer import Event
 from appliance.core.timefmt import check_utc, format_utc, normalize_rfc3339
@@ -47,9 +46,6 @@ HEADERS = ("traceparent", "x-amzn-trace-id", "idempotency-key")
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 _HASH_FORMAT = "runlog-ingest-request/v1"
-_FLOAT_GROWTH = 24  # ECMAScript number text is at most 24 bytes; msgspec's is at least 3 ("1.0")
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_SIXTEEN_DIGITS = b"0" * 16  # the shortest integer text beyond 2^53-1
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
@@ -113,7 +109,6 @@ _MANY = msgspec.json.Decoder(list[_EventIn], float_hook=_checked_float)
 _RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _SORTED_JSON = msgspec.json.Encoder(order="sorted")
 _FIELD_COUNT = len(_EventIn.__struct_fields__)
-_PROBE_TIME = "2000-01-01T00:00:00Z"
 
 
 def _path(shape: str, index: int, field: str | None) -> str:
@@ -258,27 +253,6 @@ class _Correlation:
         return self.xray[1] if self.xray is not None and self.xray[0] == trace_id else None
 
 
-def _attrs(value: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-    """Attrs and their sorted-key JSON. Cheap tests on that JSON clear the common case; anything
-    that might break a rule (size, depth, integers beyond 2^53) goes through the core itself,
-    which raises `EntryError`."""
-    try:
-        text = _SORTED_JSON.encode(value)
-    except (RecursionError, msgspec.EncodeError):  # nesting far beyond the entry's limit
-        text = b""
-    # Strings and integers print as in RFC 8785; floats print as "1.0" or with "e", and canonical
-    # text adds at most _FLOAT_GROWTH bytes to each.
-    bound = len(text) + _FLOAT_GROWTH * (text.count(b".") + text.count(b"e"))
-    if (not text or bound > MAX_ATTRS_BYTES or text.count(b"{") + text.count(b"[") > MAX_ATTRS_DEPTH
-            or _SIXTEEN_DIGITS in text.translate(_DIGITS_AS_ZERO)):
-        probe = Entry(seq=0, trace_id="1" * 32, run_seq=0, step="probe", status="info", ts=_PROBE_TIME,
-                      received_at=_PROBE_TIME, source="probe", prev=None, run_prev=None, attrs=value)
-        encode_entry(probe)
-        if not text:
-            raise InvalidInput("attrs: cannot be written as JSON", field="attrs")
-    return value, text
-
-
 class _DuplicateKey(Exception):
     """Raised by the slow duplicate-key search; carries the key."""
 
@@ -329,20 +303,24 @@ class _Request:
                 and not _STEP_FORBIDDEN.search(step)):
             self._refuse(raw, index, line, trace_id, span_id, parent_id)
         ts = raw.ts if type(raw.ts) is str else None
-        field = "ts"
-        try:
-            if ts is not None:
-                self.colons += ts.count(":")
+        attrs = raw.attrs or {}
+        if ts is not None:
+            self.colons += ts.count(":")
+            try:
                 ts = _utc(ts)
-            field = "attrs"
-            attrs, attrs_json = _attrs(raw.attrs) if raw.attrs else ({}, b"{}")
+            except InvalidInput as error:
+                raise _fail(_path(self.shape, index, "ts"), _rule(error, "ts"), line) from None
+        try:  # every entry rule, checked once, here: the writer then only joins bytes
+            event = Event(trace_id, step, status, ts or self.now, self.source, attrs, span_id, parent_id,
+                          final).prepared()
         except InvalidInput as error:
+            field = error.field or "attrs"
             raise _fail(_path(self.shape, index, field), _rule(error, field), line) from None
+        attrs_json = _SORTED_JSON.encode(attrs)
         if type(raw.idempotency_key) is str:
             self._agree(raw.idempotency_key, _path(self.shape, index, "idempotency_key"), line)
         self.colons += (_FIELD_COUNT - msgspec.structs.astuple(raw).count(UNSET) + step.count(":")
                         + attrs_json.count(b":"))
-        event = Event(trace_id, step, status, ts or self.now, self.source, attrs, span_id, parent_id, final)
         return event, [trace_id, span_id, parent_id, step, status, ts, final, msgspec.Raw(attrs_json)]
 
     def _refuse(self, raw: _EventIn, index: int, line: int | None, trace_id: str | None, span_id: str | None,
