@@ -84,11 +84,12 @@ async def start_run(request: Request[Any, Any, Any]) -> Response[RunStartedOut]:
     source = token_of(request).name
     ts = normalize_rfc3339(start.ts, field="ts") if start.ts is not None else _now()
     key = idempotency_key(request_headers(request.scope["headers"]))
+    trace_id, span_id = generate_trace_id(), generate_parent_id()
+    # Checked before hashing: orjson cannot encode what the entry rules refuse (integers past 64 bits).
+    event = Event(trace_id=trace_id, step=start.step, status="started", ts=ts, source=source,
+                  attrs=start.attrs, span_id=span_id).prepared()
     digest = hashlib.sha256(orjson.dumps(["runs/v1", source, start.step, start.attrs, start.ts],
                                          option=orjson.OPT_SORT_KEYS)).digest()
-    trace_id, span_id = generate_trace_id(), generate_parent_id()
-    event = Event(trace_id=trace_id, step=start.step, status="started", ts=ts, source=source,
-                  attrs=start.attrs, span_id=span_id)
     result = await appliance.writer.append(AppendRequest([event], source, key, digest))
     if result.replayed:  # the run was started by the original request: answer with its IDs
         data = appliance.reader().execute("SELECT data FROM entries WHERE seq = ?", (result.first_seq,)).fetchone()[0]
