@@ -7,7 +7,7 @@ commits the new heads, so a bad event in the middle of a batch leaves the sequen
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.core.compact import CompactRange, NodeVisitor
@@ -37,7 +37,8 @@ class Event:
         """This event with every field checked and its canonical parts encoded now, so that the
         sequencer only joins bytes (the ingest path calls it before handing events to the writer).
         Raises `EntryError` naming the field."""
-        return replace(self, parts=self._encode())
+        return Event(self.trace_id, self.step, self.status, self.ts, self.source, self.attrs, self.span_id,
+                     self.parent_id, self.final, self._encode())  # not dataclasses.replace: 10x slower
 
     def _encode(self) -> EntryParts:
         attrs = dict(self.attrs) if isinstance(self.attrs, Mapping) else self.attrs
