@@ -28,10 +28,15 @@ class Server:
                     "RUNLOG_HOST": "127.0.0.1", "RUNLOG_ADMIN_TOKEN": ADMIN_TOKEN, **env}
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def spawn(self) -> "Server":
+        """Start the process without waiting for it to answer (to kill it during start-up)."""
         self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve"], env=self.env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
