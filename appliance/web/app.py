@@ -17,6 +17,7 @@ from appliance.web.routes_ingest import EventsController
 from appliance.web.routes_metrics import metrics
 from appliance.web.routes_read import EntriesController, ProofsController, health, keys
 from appliance.web.routes_runs import RunsController
+from appliance.web.routes_slack import SLACK_ROUTES, slack_lifespan
 
 
 def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Litestar:
@@ -40,8 +41,8 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
     return Litestar(
         route_handlers=[EventsController, RunsController, EntriesController, ProofsController, CheckpointsController,
                         ExportController, download,
-                        keys, health, metrics],
-        lifespan=[lifespan],
+                        keys, health, metrics, *SLACK_ROUTES],
+        lifespan=[lifespan, slack_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="runlog", version=__version__, path="/schema"),

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request, Response, post
+from litestar.openapi import ResponseSpec
+from litestar.params import RawBody
 
 from appliance.service import Appliance
 from appliance.slack import blocks, payloads
@@ -30,6 +32,7 @@ from appliance.slack.replay import ReplayGuard
 from appliance.slack.signing import SlackSignatureError, verify_request
 from appliance.slack.web_api import SlackApiError, SlackWebApi
 from appliance.web.errors import error_response
+from appliance.web.schemas import ErrorOut
 
 log = logging.getLogger("appliance.slack")
 
@@ -63,14 +66,14 @@ def _unauthorized() -> Response[bytes]:
     return Response(b"", status_code=401, media_type="text/plain")
 
 
-def _is_probe(body: bytes) -> bool:
+def _is_probe(body: RawBody) -> bool:
     try:
         return payloads.is_ssl_check(payloads.form_fields(body))
     except SlackPayloadError:
         return False
 
 
-def _verified_fields(request: Request[Any, Any, Any], body: bytes) -> dict[str, str] | Response[Any]:
+def _verified_fields(request: Request[Any, Any, Any], body: RawBody) -> dict[str, str] | Response[Any]:
     """The signed request's form fields, or the response to send instead (401, 200 probe, 400)."""
     if len(body) < 64 and _is_probe(body):
         return Response(b"", status_code=200, media_type="text/plain")
@@ -90,13 +93,21 @@ def _verified_fields(request: Request[Any, Any, Any], body: bytes) -> dict[str, 
         return error_response(400, "invalid_input", str(error), error.field)
 
 
+RESPONSES = {
+    400: ResponseSpec(ErrorOut, description="Signed, but the body is not the form Slack documents",
+                      generate_examples=False),
+    401: ResponseSpec(None, description="Not signed by Slack with RUNLOG_SLACK_SIGNING_SECRET within five minutes, "
+                                        "or a replay; the body is empty"),
+}
+
+
 def _reference() -> str:
     return secrets.token_hex(6)
 
 
 @post("/slack/commands", sync_to_thread=True, status_code=200, request_max_body_size=COMMAND_BODY_BYTES,
-      summary="Slack slash command /what-happened (Slack request signature, no bearer token)")
-def slack_command(request: Request[Any, Any, Any], body: bytes) -> Response[Any]:
+      responses=RESPONSES, summary="Slack slash command /what-happened (Slack request signature, no bearer token)")
+def slack_command(request: Request[Any, Any, Any], body: RawBody) -> Response[Any]:
     fields = _verified_fields(request, body)
     if isinstance(fields, Response):
         return fields
@@ -115,8 +126,8 @@ def slack_command(request: Request[Any, Any, Any], body: bytes) -> Response[Any]
 
 
 @post("/slack/interactivity", sync_to_thread=True, status_code=200, request_max_body_size=INTERACTIVITY_BODY_BYTES,
-      summary="Slack interactivity: the buttons of /what-happened (Slack request signature, no bearer token)")
-def slack_interactivity(request: Request[Any, Any, Any], body: bytes) -> Response[Any]:
+      responses=RESPONSES, summary="Slack interactivity: the buttons of /what-happened (Slack request signature, no bearer token)")
+def slack_interactivity(request: Request[Any, Any, Any], body: RawBody) -> Response[Any]:
     fields = _verified_fields(request, body)
     if isinstance(fields, Response):
         return fields
