@@ -75,7 +75,7 @@ def _is_probe(body: RawBody) -> bool:
 
 def _verified_fields(request: Request[Any, Any, Any], body: RawBody) -> dict[str, str] | Response[Any]:
     """The signed request's form fields, or the response to send instead (401, 200 probe, 400)."""
-    if len(body) < 64 and _is_probe(body):
+    if len(body) <= 256 and _is_probe(body):
         return Response(b"", status_code=200, media_type="text/plain")
     appliance: Appliance = request.app.state.appliance
     state: SlackState = request.app.state.slack

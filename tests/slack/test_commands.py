@@ -180,3 +180,9 @@ def test_signed_body_that_is_not_a_form_is_a_400(slack):
     response = slack.client.post("/slack/commands", content=body, headers={
         "X-Slack-Request-Timestamp": now, "X-Slack-Signature": signature(SECRET, now, body)})
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"
+
+
+def test_a_body_over_the_limit_is_a_413_before_anything_is_read(slack):
+    body, headers = signed(SECRET, command_fields("x" * 70_000, slack.fake.response_url()), timestamp=int(time.time()))
+    response = slack.client.post("/slack/commands", content=body, headers=headers)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
