@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from urllib.parse import urlencode
 import httpx
 
 from ingest import ADMIN_TOKEN, runlog_server  # bench/ is this script's sys.path[0]
-from query import LONG_STEPS, LONG_TRACE_ID, build, percentiles
+from query import LONG_STEPS, LONG_TRACE_ID, _existing_size, build, percentiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,18 +42,6 @@ from appliance.store.db import connect  # noqa: E402
 
 SECRET = "bench-slack-signing-secret"
 TARGET_P99_MS = 300
-
-
-def store_size(db_path: Path) -> int:
-    if not db_path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
 
 
 def checkpoint_head(settings: Settings) -> int:
@@ -123,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runlog Slack bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores, "
               f"load {'/'.join(f'{x:.1f}' for x in os.getloadavg())}, {entries:,} entries, {samples} samples each")
         work.mkdir(parents=True, exist_ok=True)
-        if store_size(settings.db_path) == entries:
+        if _existing_size(settings.db_path) == entries:
             print(f"  reusing the store at {settings.db_path} ({entries:,} entries)")
         else:
             started = time.perf_counter()

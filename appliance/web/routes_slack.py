@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Litestar, Request, Response, post
 from litestar.openapi import ResponseSpec
@@ -36,6 +36,7 @@ from appliance.web.schemas import ErrorOut
 
 log = logging.getLogger("appliance.slack")
 
+T = TypeVar("T")
 COMMAND_BODY_BYTES = 64 * 1024
 INTERACTIVITY_BODY_BYTES = 1024 * 1024
 
@@ -66,15 +67,16 @@ def _unauthorized() -> Response[bytes]:
     return Response(b"", status_code=401, media_type="text/plain")
 
 
-def _is_probe(body: RawBody) -> bool:
+def _is_probe(body: bytes) -> bool:
     try:
         return payloads.is_ssl_check(payloads.form_fields(body))
     except SlackPayloadError:
         return False
 
 
-def _verified_fields(request: Request[Any, Any, Any], body: RawBody) -> dict[str, str] | Response[Any]:
-    """The signed request's form fields, or the response to send instead (401, 200 probe, 400)."""
+def _signed_request(request: Request[Any, Any, Any], body: bytes, read: Callable[[dict[str, str]], T]) -> T | Response[Any]:
+    """`read` of the signed request's form fields, or the response to send instead (200 to the
+    probe, 401 when not signed, 400 when signed but not the documented shape)."""
     if len(body) <= 256 and _is_probe(body):
         return Response(b"", status_code=200, media_type="text/plain")
     appliance: Appliance = request.app.state.appliance
@@ -88,7 +90,7 @@ def _verified_fields(request: Request[Any, Any, Any], body: RawBody) -> dict[str
         log.warning("Slack request refused on %s: %s", request.url.path, error)
         return _unauthorized()
     try:
-        return payloads.form_fields(body)
+        return read(payloads.form_fields(body))
     except SlackPayloadError as error:
         return error_response(400, "invalid_input", str(error), error.field)
 
@@ -108,13 +110,9 @@ def _reference() -> str:
 @post("/slack/commands", sync_to_thread=True, status_code=200, request_max_body_size=COMMAND_BODY_BYTES,
       responses=RESPONSES, summary="Slack slash command /what-happened (Slack request signature, no bearer token)")
 def slack_command(request: Request[Any, Any, Any], body: RawBody) -> Response[Any]:
-    fields = _verified_fields(request, body)
-    if isinstance(fields, Response):
-        return fields
-    try:
-        command = payloads.slash_command(fields)
-    except SlackPayloadError as error:
-        return error_response(400, "invalid_input", str(error), error.field)
+    command = _signed_request(request, body, payloads.slash_command)
+    if isinstance(command, Response):
+        return command
     try:
         message = answer_command(request.app.state.appliance, command.text)
     except Exception:  # the person gets a friendly answer; the log gets the traceback
@@ -128,13 +126,10 @@ def slack_command(request: Request[Any, Any, Any], body: RawBody) -> Response[An
 @post("/slack/interactivity", sync_to_thread=True, status_code=200, request_max_body_size=INTERACTIVITY_BODY_BYTES,
       responses=RESPONSES, summary="Slack interactivity: the buttons of /what-happened (Slack request signature, no bearer token)")
 def slack_interactivity(request: Request[Any, Any, Any], body: RawBody) -> Response[Any]:
-    fields = _verified_fields(request, body)
-    if isinstance(fields, Response):
-        return fields
-    try:
-        _kind, action = payloads.interaction(fields)
-    except SlackPayloadError as error:
-        return error_response(400, "invalid_input", str(error), error.field)
+    interaction = _signed_request(request, body, payloads.interaction)
+    if isinstance(interaction, Response):
+        return interaction
+    _kind, action = interaction
     if action is not None:
         state: SlackState = request.app.state.slack
         try:
