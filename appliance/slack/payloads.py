@@ -86,7 +86,7 @@ def interaction(fields: dict[str, str]) -> tuple[str, BlockAction | None]:
         payload = json.loads(fields["payload"])
     except KeyError:
         raise SlackPayloadError("payload: missing", field="payload") from None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise SlackPayloadError("payload: not JSON", field="payload") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         raise SlackPayloadError("payload: not an object with a type", field="payload")

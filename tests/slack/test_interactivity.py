@@ -114,7 +114,7 @@ def test_download_buttons_and_other_interactions_are_only_acknowledged(slack):
 
 
 @pytest.mark.parametrize("payload", ['{"type": "block_actions"}', '{"type": "block_actions", "actions": []}',
-                                     '["block_actions"]', "not json"])
+                                     '["block_actions"]', "not json", "[" * 200_000])
 def test_signed_payload_of_the_wrong_shape_is_a_400(slack, payload):
     assert slack.post("/slack/interactivity", {"payload": payload}).status_code == 400
 
