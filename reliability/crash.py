@@ -15,9 +15,9 @@ Kill points cycle through phases; what was in flight is read from the dead serve
   between an anchor's write and the outbox's "published" mark shows as a checkpoint the anchor
   holds but the outbox still has pending, and must be republished idempotently;
 - checkpoint: 0-20 ms after `POST /v1/checkpoints` was sent;
-- backup: 0-0.3 s after `runlog backup DEST` started, killing the server or the backup itself
-  (only when `runlog backup` exists); a backup that exits 0 must verify, one killed must leave
-  nothing under DEST's name.
+- backup: `runlog backup DEST` started, then 0-0.3 s later the server killed (the backup must
+  still complete and verify), or, in every other backup round, the backup itself killed within
+  the time the previous backup took (nothing may be left under DEST's name).
 """
 
 import argparse
@@ -83,6 +83,7 @@ class Crasher:
         self.clients = clients
         self.report = CrashReport()
         self.backups = 0
+        self.backup_seconds = 1.0  # how long the last backup took from start to exit
 
     @property
     def db(self) -> Path:
@@ -159,21 +160,27 @@ class Crasher:
         dest.parent.mkdir(exist_ok=True)
         backup = subprocess.Popen([sys.executable, "-m", "appliance.cli", "backup", str(dest)], env=self.server.env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(self.rng.uniform(0.0, 0.3))
+        started = time.monotonic()
         kill_backup = self.backups % 2 == 0
+        # The backup's own kill lands within the time the previous whole backup took.
+        time.sleep(self.rng.uniform(0.2, 0.95) * self.backup_seconds if kill_backup else self.rng.uniform(0.0, 0.3))
         if kill_backup:
             backup.kill()
         self.server.kill()
         err = backup.communicate(timeout=120)[1].decode(errors="replace")[-500:]
+        if not kill_backup:
+            self.backup_seconds = time.monotonic() - started
         if backup.returncode == 0:
             verified = self.server.runlog("verify", "--db", str(dest))
             if verified.returncode != 0:
                 self.report.problems.append(f"backup {dest.name} exited 0 but does not verify: {verified.stdout[-500:]}")
             else:
                 self.report.backups_verified += 1
-                self.report.observed["backup completed though the server was killed"] += 0 if kill_backup else 1
+                self.report.observed["backup finished before its kill" if kill_backup
+                                 else "backup completed though the server was killed"] += 1
         elif kill_backup:
-            self.report.observed["backup killed mid-copy"] += 1
+            began = any(dest.parent.glob(f".{dest.name}.*"))  # its temporary copy, left behind
+            self.report.observed["backup killed while writing its copy" if began else "backup killed before copying"] += 1
         else:
             self.report.problems.append(f"backup {dest.name} failed when the server was killed during it: {err}")
         if backup.returncode != 0 and dest.exists():
