@@ -9,6 +9,7 @@ server's RSS growth after warm-up, and at the end stops the server cleanly, runs
 """
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -56,6 +57,7 @@ class SoakReport:
     entries: int = 0
     anchors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    load_average: list[float] = field(default_factory=list)  # the machine's 1-minute load, start and end
 
     @property
     def rate(self) -> float:
@@ -72,7 +74,8 @@ class SoakReport:
         return start, end, 100.0 * (end - start) / start
 
     def lines(self) -> list[str]:
-        out = [f"soak: {self.clients} clients for {self.seconds:.0f} s, anchors: {', '.join(self.anchors)}",
+        out = [f"soak: {self.clients} clients for {self.seconds:.0f} s, anchors: {', '.join(self.anchors)}; "
+               f"machine load average {' -> '.join(f'{v:.1f}' for v in self.load_average)} on {os.cpu_count()} CPUs",
                "  window   events/s   p99 ms   failed"]
         out += [f"  {start:5.0f}s  {rate:9.0f}  {p99 or 0:7.1f}  {failed:7d}" for start, rate, p99, failed in self.windows]
         out.append(f"  in all: {self.acknowledged} acknowledged ({self.rate:.0f}/s), {self.failed} failed {self.errors or ''}"
@@ -170,6 +173,7 @@ def _drive(server: Server, report: SoakReport, *, seconds: float, clients: int, 
     load = Load(server.url, ADMIN_TOKEN, clients, window_seconds=window)
     side = SideTraffic(server, load, report, seed)
     started = time.monotonic()
+    report.load_average.append(os.getloadavg()[0])
     load.start()
     side.start()
     try:
@@ -185,6 +189,7 @@ def _drive(server: Server, report: SoakReport, *, seconds: float, clients: int, 
         load.stop()
         side.join(60)
     report.seconds = time.monotonic() - started
+    report.load_average.append(os.getloadavg()[0])
     report.acknowledged, report.failed, report.errors = load.acknowledged, load.failed, dict(load.errors)
     report.windows = [(w.start, w.acked / window, percentile(w.latencies, 0.99), w.failed) for w in load.windows
                       if w.start + window <= report.seconds + 1e-6]
