@@ -15,11 +15,12 @@ from appliance.core.bundle import AnchorLocation, DailyRootProof, ExportedEntry,
 from appliance.core.checkpoint import Checkpoint
 from appliance.core.csv_export import build_csv, sign_csv
 from appliance.core.keys import NoteSigner
-from appliance.core.hashing import node_hash
+from appliance.core.hashing import HASH_SIZE, node_hash
 from appliance.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
+from appliance.core.tree import perfect_subtrees
 from appliance.store.checkpoints import StoredCheckpoint, latest_checkpoint
 from appliance.store.errors import StoreError
-from appliance.store.tiles import TreeReader, read_tile
+from appliance.store.tiles import TreeReader, read_tile_bytes
 
 
 class ExportError(StoreError):
@@ -65,63 +66,78 @@ def _target(conn: sqlite3.Connection, day: date | None) -> StoredCheckpoint:
     return StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3])
 
 
-def _pyramid(hashes: list[bytes]) -> list[list[bytes]]:
-    """Every level inside one tile: level 0 is its hashes, level k the perfect nodes of 2^k of them."""
-    levels = [hashes]
+def _pyramid(tile: bytes) -> list[bytes]:
+    """Every level inside one tile, each as its hashes concatenated: level 0 is the tile's hashes,
+    level k the perfect nodes of 2^k of them (a partial tile's odd last hash has no parent)."""
+    levels = [tile]
     sha256 = hashlib.sha256
-    while len(levels) < TILE_HEIGHT and len(levels[-1]) > 1:
+    while len(levels) < TILE_HEIGHT and len(levels[-1]) >= 2 * HASH_SIZE:
         below = levels[-1]
-        # node_hash inlined (SHA-256(0x01 || left || right)): a whole level-0 tile is 255 hashes.
-        levels.append([sha256(b"\x01" + below[i] + below[i + 1]).digest() for i in range(0, len(below) - 1, 2)])
+        # node_hash inlined (SHA-256(0x01 || left || right)), a pair of neighbours being one 64-byte
+        # slice: an export hashes ~255 nodes per level-0 tile its run touches, most of its time.
+        levels.append(b"".join([sha256(b"\x01" + below[i : i + 2 * HASH_SIZE]).digest()
+                                for i in range(0, len(below) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE)]))
     return levels
 
 
 class _Proofs:
-    """Inclusion proofs of many leaves of one tree, built as RFC 9162's PATH: perfect subtrees read
-    from tiles (each tile read and hashed up once), the right edge's imperfect subtrees memoised.
-    The tests check every proof against the core verifier (and TreeReader's proofs)."""
+    """Inclusion proofs of many leaves of one tree, planned as transparency-dev/merkle does: the
+    siblings of the leaf's path below its fork from the tree's right edge (perfect nodes, read
+    from tiles, each tile read and hashed up once), then the hash of the edge's range right of
+    the fork and the left peaks (both shared by many leaves, memoised). The tests check every
+    proof against TreeReader's (core planner)."""
 
     def __init__(self, conn: sqlite3.Connection, size: int) -> None:
         self._conn, self._size = conn, size
-        self._pyramids: dict[tuple[int, int], list[list[bytes]]] = {}
-        self._edges: dict[tuple[int, int], bytes] = {}
+        self._pyramids: dict[tuple[int, int], list[bytes]] = {}
+        self._tails: dict[tuple[int, int], list[bytes]] = {}
 
-    def _perfect(self, level: int, index: int) -> bytes:
-        tile_level, height = divmod(level, TILE_HEIGHT)
-        first = index << height
-        tile_index, offset = first >> TILE_HEIGHT, first & (TILE_WIDTH - 1)
+    def _pyramid(self, tile_level: int, tile_index: int) -> list[bytes]:
         pyramid = self._pyramids.get((tile_level, tile_index))
         if pyramid is None:
             width = min(TILE_WIDTH, (self._size >> (TILE_HEIGHT * tile_level)) - tile_index * TILE_WIDTH)
-            tile = TileID(tile_level, tile_index, width)
-            pyramid = self._pyramids[(tile_level, tile_index)] = _pyramid(read_tile(self._conn, tile))
-        return pyramid[height][offset >> height]
+            tile = read_tile_bytes(self._conn, TileID(tile_level, tile_index, width))
+            pyramid = self._pyramids[(tile_level, tile_index)] = _pyramid(tile)
+        return pyramid
 
-    def _hash(self, begin: int, end: int) -> bytes:
-        """MTH of leaves [begin, end); `begin` is a multiple of the largest power of two below the width."""
-        width = end - begin
-        if width & (width - 1) == 0:
-            level = width.bit_length() - 1
-            return self._perfect(level, begin >> level)
-        value = self._edges.get((begin, end))
-        if value is None:
-            split = begin + (1 << ((width - 1).bit_length() - 1))
-            value = self._edges[(begin, end)] = node_hash(self._hash(begin, split), self._hash(split, end))
-        return value
+    def _perfect(self, level: int, index: int) -> bytes:
+        """Hash of perfect node (`level`, `index`) of the tree."""
+        tile_level, height = divmod(level, TILE_HEIGHT)
+        first = index << height
+        offset = ((first & (TILE_WIDTH - 1)) >> height) * HASH_SIZE
+        return self._pyramid(tile_level, first >> TILE_HEIGHT)[height][offset : offset + HASH_SIZE]
+
+    def _tail(self, fork: int, begin: int) -> list[bytes]:
+        """The proof above the fork node (`fork`, begin >> fork): the hash of the leaves right of it
+        (if any), then the left peaks, smallest first."""
+        tail = self._tails.get((fork, begin))
+        if tail is None:
+            tail = self._tails[(fork, begin)] = []
+            end = begin + (1 << fork)
+            if end < self._size:  # MTH of [end, size): its perfect subtrees folded from the right
+                peaks = [self._perfect(node.level, node.index) for node in perfect_subtrees(end, self._size)]
+                value = peaks.pop()
+                while peaks:
+                    value = node_hash(peaks.pop(), value)
+                tail.append(value)
+            while begin:
+                low = begin & -begin
+                begin -= low
+                level = low.bit_length() - 1
+                tail.append(self._perfect(level, begin >> level))
+        return tail
 
     def inclusion(self, index: int) -> tuple[bytes, ...]:
         """The inclusion proof of leaf `index` (< size), the leaf's sibling first."""
-        path = []
-        begin, end = 0, self._size
-        while end - begin > 1:
-            split = begin + (1 << ((end - begin - 1).bit_length() - 1))
-            if index < split:
-                path.append(self._hash(split, end))
-                end = split
-            else:
-                path.append(self._hash(begin, split))
-                begin = split
-        path.reverse()
+        fork = (index ^ self._size).bit_length() - 1  # where the leaf's path meets the right edge's
+        path: list[bytes] = []
+        for level in range(0, fork, TILE_HEIGHT):  # the siblings below the fork, one tile level at a time
+            pyramid = self._pyramid(level // TILE_HEIGHT, index >> (level + TILE_HEIGHT))
+            position = (index >> level) & (TILE_WIDTH - 1)
+            for height in range(min(TILE_HEIGHT, fork - level)):
+                offset = ((position >> height) ^ 1) * HASH_SIZE
+                path.append(pyramid[height][offset : offset + HASH_SIZE])
+        path.extend(self._tail(fork, index >> fork << fork))
         return tuple(path)
 
 

@@ -59,13 +59,13 @@ def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
 
 
-def _full_tile(conn: sqlite3.Connection, level: int, index: int) -> list[bytes] | None:
+def _full_tile(conn: sqlite3.Connection, level: int, index: int) -> bytes | None:
     row = conn.execute("SELECT CAST(hashes AS BLOB) FROM tiles WHERE id = ?", (tile_key(level, index),)).fetchone()
     if row is None:
         return None
     if len(row[0]) != TILE_BYTES:
         raise TileStoreError(f"stored tile {TileID(level, index).path} is not {TILE_BYTES} bytes")
-    return _split(row[0])
+    return row[0]
 
 
 def _right_edge_hashes(conn: sqlite3.Connection, level: int, index: int, width: int) -> list[bytes]:
@@ -89,15 +89,21 @@ def _right_edge_hashes(conn: sqlite3.Connection, level: int, index: int, width: 
     return hashes
 
 
-def read_tile(conn: sqlite3.Connection, tile: TileID) -> list[bytes]:
-    """The hashes of `tile`: a full tile from `tiles`; a partial one as the prefix of the stored full
-    tile if there is one, else rebuilt. Requires the tile to lie within the committed log."""
+def read_tile_bytes(conn: sqlite3.Connection, tile: TileID) -> bytes:
+    """The hashes of `tile` concatenated, 32 bytes each: a full tile from `tiles`; a partial one as
+    the prefix of the stored full tile if there is one, else rebuilt. Requires the tile to lie
+    within the committed log."""
     stored = _full_tile(conn, tile.level, tile.index)
     if stored is not None:
-        return stored[: tile.width]
+        return stored[: tile.width * HASH_SIZE]
     if tile.width == TILE_WIDTH:
         raise TileStoreError(f"tile {tile.path} is missing from the store")
-    return _right_edge_hashes(conn, tile.level, tile.index, tile.width)
+    return b"".join(_right_edge_hashes(conn, tile.level, tile.index, tile.width))
+
+
+def read_tile(conn: sqlite3.Connection, tile: TileID) -> list[bytes]:
+    """The hashes of `tile` (see `read_tile_bytes`)."""
+    return _split(read_tile_bytes(conn, tile))
 
 
 class TileCollector:
