@@ -10,12 +10,11 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from appliance.core.cosignature import CosignatureSigner
-from appliance.core.keys import NoteSigner
-from appliance.keyfile import load_signer
+from appliance.key_custody import discard_retired, load_signers, signing_lock
 from appliance.store.checkpoints import (
     SETTLE,
     CheckpointSigners,
@@ -32,23 +31,14 @@ from appliance.store.tiles import TreeReader
 
 log = logging.getLogger("runlog.checkpointer")
 
+__all__ = ["Checkpointer", "cut_on_demand", "load_signers"]
+
 RETRY_SECONDS = 30.0
 Clock = Callable[[], datetime]
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def load_signers(keys_dir: Path, origin: str) -> CheckpointSigners:
-    """The log key (`log.key`, named `origin`) and the clock cosigner (`clock.key`) from `keys_dir`."""
-    log_signer = load_signer(keys_dir / "log.key")
-    clock_signer = load_signer(keys_dir / "clock.key")
-    if not isinstance(log_signer, NoteSigner) or log_signer.name != origin:
-        raise StoreError(f"{keys_dir / 'log.key'} is not a log key named {origin!r}")
-    if not isinstance(clock_signer, CosignatureSigner):
-        raise StoreError(f"{keys_dir / 'clock.key'} is not a cosignature key")
-    return CheckpointSigners(log_signer, clock_signer)
 
 
 def cut_on_demand(conn: sqlite3.Connection, signers: CheckpointSigners, *, now: datetime, anchors: Sequence[str] = (),
@@ -64,11 +54,14 @@ class Checkpointer:
     """Cuts checkpoints in its own thread; `start()`, `tick()`/`wake()`, `cut_now()`, `stop()`.
 
     `interval` is in seconds (RUNLOG_CHECKPOINT_INTERVAL); `anchors` names the anchors each new
-    checkpoint is queued for."""
+    checkpoint is queued for. While it runs it holds the store's signing lock, so the keys cannot be
+    rotated under it; with `keys_dir`, it deletes the retiring private keys once they signed the
+    handover checkpoint after a rotation."""
 
     def __init__(self, db_path: str | Path, signers: CheckpointSigners, *, interval: float,
                  anchors: Sequence[str] = (), clock: Clock = _utc_now, synchronous: str = "FULL",
-                 settle: timedelta = SETTLE, retry_seconds: float = RETRY_SECONDS) -> None:
+                 settle: timedelta = SETTLE, retry_seconds: float = RETRY_SECONDS,
+                 keys_dir: Path | None = None) -> None:
         if not interval > 0:
             raise StoreError(f"the checkpoint interval must be positive, not {interval!r}")
         self._db_path, self._signers, self._anchors = db_path, signers, tuple(anchors)
@@ -79,9 +72,12 @@ class Checkpointer:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._keys_dir = keys_dir
+        self._held = ExitStack()
 
     def start(self) -> None:
         """Open the store, cut the daily roots missed while the appliance was down, start the thread."""
+        self._held.enter_context(signing_lock(Path(self._db_path)))
         conn = connect(self._db_path, synchronous=self._synchronous)
         migrate(conn)
         self._conn = conn
@@ -106,11 +102,13 @@ class Checkpointer:
                 if final and self._grown():
                     cut_on_demand(self._conn, self._signers, now=self._clock(), anchors=self._anchors,
                                   settle=self._settle)
+                    self._after_cut()
             except Exception:  # noqa: BLE001 - shutting down: the next start cuts what is missing
                 log.exception("the final checkpoint at shutdown failed")
             finally:
                 self._conn.close()
                 self._conn = None
+                self._held.close()
 
     @property
     def running(self) -> bool:
@@ -123,8 +121,10 @@ class Checkpointer:
     def cut_now(self) -> tuple[StoredCheckpoint, bool]:
         """On demand: the checkpoint of every committed entry, and whether it was signed now."""
         with self._lock:
-            return cut_on_demand(self._require_conn(), self._signers, now=self._clock(), anchors=self._anchors,
-                                 settle=self._settle)
+            cut = cut_on_demand(self._require_conn(), self._signers, now=self._clock(), anchors=self._anchors,
+                                settle=self._settle)
+            self._after_cut()
+            return cut
 
     def tick(self) -> list[StoredCheckpoint]:
         """Cut what is due at the clock's now: daily roots of days that are over, then a checkpoint
@@ -139,6 +139,7 @@ class Checkpointer:
                 checkpoint, created = cut_checkpoint(conn, self._signers, now=now, anchors=self._anchors)
                 if created:
                     signed.append(checkpoint)
+            self._after_cut()
         for checkpoint in signed:
             log.info("checkpoint signed at tree size %d", checkpoint.size)
         return signed
@@ -151,6 +152,11 @@ class Checkpointer:
         now = self._clock()
         interval_due = last + self._interval if last is not None and last + self._interval > now else now + self._interval
         return max(0.0, (min(interval_due, next_day_end(now, settle=self._settle)) - now).total_seconds())
+
+    def _after_cut(self) -> None:
+        """Once the handover checkpoint is signed, forget the retiring keys and delete their files."""
+        if self._keys_dir is not None and (self._signers.retiring_log or self._signers.retiring_clock):
+            self._signers = discard_retired(self._keys_dir, self._require_conn(), self._signers)
 
     def _grown(self) -> bool:
         conn = self._require_conn()

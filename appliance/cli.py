@@ -13,6 +13,7 @@ from appliance.commands import anchors as anchors_commands
 from appliance.commands import backup as backup_command
 from appliance.commands import checkpoint as checkpoint_command
 from appliance.commands import export as export_command
+from appliance.commands import keys as keys_command
 from appliance.commands import verify as verify_command
 from appliance.core.errors import RunlogError
 
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE")
     emit.add_argument("--final", action="store_true", help="this event closes the run")
     anchors_commands.register(commands)
+    keys_command.register(commands)
     checkpoint_command.register(commands)
     verify_command.register(commands)
     export_command.register(commands)

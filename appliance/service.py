@@ -18,20 +18,15 @@ from appliance.checkpointer import Checkpointer
 from appliance.core.cosignature import CosignatureSigner, generate_cosigner
 from appliance.core.keys import NoteSigner, generate_signer
 from appliance.core.timefmt import format_utc
-from appliance.keyfile import load_signer, save_signer, save_verifier
+from appliance.key_custody import clock_key_name, open_keys
+from appliance.keyfile import save_signer, save_verifier
 from appliance.settings import Settings
-from appliance.store.checkpoints import CheckpointSigners
 from appliance.store.db import connect, get_meta, migrate, set_meta
 from appliance.store.errors import StoreError
 from appliance.store.tokens import TokenAuthenticator, create_token, hash_token, list_tokens
 from appliance.store.writer import Writer
 
 LOG_KEY, CLOCK_KEY = "log", "clock"
-
-
-def clock_key_name(origin: str) -> str:
-    """The timestamp cosigner's key name: distinct from the log key, tied to the same origin."""
-    return f"{origin}/clock"
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,8 @@ def init_appliance(settings: Settings) -> InitResult:
     """Create the data and keys directories, both signing keys, the store and an admin token."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _ensure_key(settings.keys_dir, LOG_KEY, lambda: generate_signer(settings.origin))
+    if settings.signing_key_file is None:  # else the log key is mounted from outside (RUNLOG_SIGNING_KEY_FILE)
+        _ensure_key(settings.keys_dir, LOG_KEY, lambda: generate_signer(settings.origin))
     _ensure_key(settings.keys_dir, CLOCK_KEY, lambda: generate_cosigner(clock_key_name(settings.origin)))
     created = not settings.db_path.exists()
     conn = connect(settings.db_path, synchronous=settings.synchronous)
@@ -96,6 +92,7 @@ def init_appliance(settings: Settings) -> InitResult:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        open_keys(settings.keys_dir, settings.origin, conn, signing_key_file=settings.signing_key_file)  # key history
     finally:
         conn.close()
     return InitResult(created, token)
@@ -136,17 +133,17 @@ class Appliance:
 def open_appliance(settings: Settings) -> Appliance:
     """Load the keys, verify and restore the store, start the writer and the checkpointer. Run
     `init_appliance` first."""
-    log_signer = load_signer(settings.keys_dir / f"{LOG_KEY}.key")
-    clock_signer = load_signer(settings.keys_dir / f"{CLOCK_KEY}.key")
-    if not isinstance(log_signer, NoteSigner) or log_signer.name != settings.origin:
-        raise StoreError(f"{settings.keys_dir / 'log.key'} is not a log key named {settings.origin!r}")
-    if not isinstance(clock_signer, CosignatureSigner):
-        raise StoreError(f"{settings.keys_dir / 'clock.key'} is not a cosignature key")
+    conn = connect(settings.db_path, synchronous=settings.synchronous)
+    try:  # the current keys, checked against the store's key history (and a rotation finished)
+        signers = open_keys(settings.keys_dir, settings.origin, conn, signing_key_file=settings.signing_key_file)
+    finally:
+        conn.close()
+    log_signer, clock_signer = signers.log, signers.clock
     anchors = build_anchors(settings)  # before starting anything: a bad anchor setting stops here
     writer = Writer(settings.db_path, origin=settings.origin, signer=log_signer, synchronous=settings.synchronous)
     writer.start()
     tokens = TokenAuthenticator(lambda: connect(settings.db_path, readonly=True))
-    checkpointer = Checkpointer(settings.db_path, CheckpointSigners(log_signer, clock_signer),
+    checkpointer = Checkpointer(settings.db_path, signers, keys_dir=settings.keys_dir,
                                 interval=settings.checkpoint_interval, anchors=[anchor.name for anchor in anchors],
                                 synchronous=settings.synchronous)
     checkpointer.start()  # cuts the daily roots missed while the appliance was down

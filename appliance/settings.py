@@ -52,6 +52,7 @@ class Settings:
 
     data_dir: Path = Path("data")
     keys_dir: Path = Path("data/keys")
+    signing_key_file: Path | None = None  # the log key from a mounted secret instead of keys_dir/log.key
     origin: str = "localhost/runlog"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -96,6 +97,7 @@ class Settings:
         return cls(
             data_dir=data_dir,
             keys_dir=Path(_get(env, "RUNLOG_KEYS_DIR") or data_dir / "keys"),
+            signing_key_file=Path(path) if (path := _get(env, "RUNLOG_SIGNING_KEY_FILE")) else None,
             origin=_origin(_get(env, "RUNLOG_ORIGIN") or "localhost/runlog"),
             host=host,
             port=port,

@@ -1,5 +1,8 @@
 """The offline verifier: `python -m appliance.verify FILE --key KEY|--policy FILE [--json]`.
 
+`--key` takes a log verifier key string (trusted at any time), a file holding one (`log.pub`), or a
+keys file (`runlog keys show`: every log and clock key with its validity window).
+
 Needs only the standard library, pynacl and rfc8785: it imports `appliance.core` and nothing else
 from runlog. Exit status 0 when everything in the bundle holds, 1 when some evidence fails, 2 when
 the file or the key cannot be read.
@@ -16,6 +19,7 @@ from pathlib import Path
 from appliance.core.bundle_verify import BundleFormatError, BundleReport, verify_bundle
 from appliance.core.csv_export import BOM, verify_csv
 from appliance.core.errors import InvalidInput, RunlogError, VerificationError
+from appliance.core.key_history import KEYS_HEADER, TrustedKeys
 from appliance.core.keys import NoteVerifier
 from appliance.core.policy import Policy
 
@@ -29,13 +33,15 @@ def _read_text(path: str, what: str) -> str:
         raise InvalidInput(f"cannot read {what} {path}: {error}") from None
 
 
-def load_key(value: str) -> NoteVerifier:
-    """A log verifier key given inline or as a file holding it."""
+def load_key(value: str) -> NoteVerifier | TrustedKeys:
+    """A log verifier key given inline or as a file holding it, or a keys file (with windows)."""
     try:
         is_file = Path(value).is_file()
     except (OSError, ValueError):
         is_file = False
     text = _read_text(value, "key file").strip() if is_file or "+" not in value else value
+    if text.startswith(KEYS_HEADER):
+        return TrustedKeys.from_text(text)
     if text.startswith("PRIVATE+KEY+"):
         raise InvalidInput("that is a private signer key; give the public verifier key (log.pub)", field="key")
     return NoteVerifier.from_text(text)
@@ -74,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, positional: bool = True) -
     if positional:
         parser.add_argument("file", metavar="FILE", help="the evidence bundle (.json) to verify")
         group = parser.add_mutually_exclusive_group(required=True)
-        group.add_argument("--key", metavar="KEY", help="the log's verifier key, or a file holding it")
+        group.add_argument("--key", metavar="KEY", help="the log's verifier key, a file holding it, or the log's "
+                                                        "keys file (`runlog keys show`: keys with validity windows)")
     else:
         group = parser.add_mutually_exclusive_group()
     group.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file (log key, witnesses, quorum)")
@@ -92,10 +99,14 @@ def run(file: str, *, key: str | None, policy: str | None, as_json: bool) -> int
         return _fail(EXIT_USAGE, f"cannot read {file}: {error.strerror or error}", as_json)
     except RunlogError as error:
         return _fail(EXIT_USAGE, str(error), as_json)
+    log_keys = (rules.keys if rules else trusted)
     if data.startswith(BOM.encode("utf-8")) or file.endswith(".csv"):
-        return _run_csv(file, data, trusted or (rules.log if rules else None), as_json)
+        return _run_csv(file, data, log_keys, as_json)  # type: ignore[arg-type]
     try:
-        report = verify_bundle(data, key=trusted, policy=rules)
+        if isinstance(trusted, TrustedKeys):
+            report = verify_bundle(data, keys=trusted)
+        else:
+            report = verify_bundle(data, key=trusted, policy=rules)
     except BundleFormatError as error:
         return _fail(EXIT_USAGE, f"not a readable evidence bundle: {error}", as_json)
     except (VerificationError, RunlogError) as error:
@@ -104,18 +115,24 @@ def run(file: str, *, key: str | None, policy: str | None, as_json: bool) -> int
     return EXIT_OK
 
 
-def _run_csv(file: str, data: bytes, key: NoteVerifier | None, as_json: bool) -> int:
+def _run_csv(file: str, data: bytes, keys: NoteVerifier | TrustedKeys, as_json: bool) -> int:
     try:
         note = Path(file + ".sig").read_bytes()
     except OSError as error:
         return _fail(EXIT_USAGE, f"a CSV export is checked with its detached signature {file}.sig: "
                                  f"{error.strerror or error}", as_json)
-    try:
-        facts = verify_csv(data, note, key)  # type: ignore[arg-type]
-    except VerificationError as error:
-        return _fail(EXIT_FAILED, str(error), as_json)
-    except RunlogError as error:
-        return _fail(EXIT_USAGE, str(error), as_json)
+    # A CSV signature carries no time: any trusted log key may have made it, newest first.
+    candidates = [w.verifier for w in reversed(keys.log)] if isinstance(keys, TrustedKeys) else [keys]
+    for key in candidates:
+        try:
+            facts = verify_csv(data, note, key)  # type: ignore[arg-type]
+            break
+        except VerificationError as error:
+            failure = error
+        except RunlogError as error:
+            return _fail(EXIT_USAGE, str(error), as_json)
+    else:
+        return _fail(EXIT_FAILED, str(failure), as_json)
     if as_json:
         print(json.dumps({"ok": True, **facts}, indent=2))
     else:

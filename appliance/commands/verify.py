@@ -31,8 +31,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--anchors", action="store_true",
                         help="also check the checkpoints held by the anchors RUNLOG_ANCHOR_* configures")
     parser.add_argument("--key", metavar="KEY",
-                        help="the log's verifier key, or a file holding it (default: RUNLOG_KEYS_DIR/log.pub; give "
-                             "your own copy for a check that does not trust this machine)")
+                        help="the log's verifier key, a file holding it, or the keys file `runlog keys show` prints "
+                             "(every key with its validity window; needed once the keys were rotated). Default: the "
+                             "store's key history, else RUNLOG_KEYS_DIR/log.pub; give your own copy for a check that "
+                             "does not trust this machine")
     parser.add_argument("--clock-key", metavar="KEY",
                         help="the timestamp cosigner's verifier key or its file (default: RUNLOG_KEYS_DIR/clock.pub)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -47,27 +49,51 @@ class _Usage(Exception):
 def _read_key(value: str, *, what: str) -> Any:
     from appliance.core.cosignature import CosignatureVerifier
     from appliance.core.errors import RunlogError
+    from appliance.core.key_history import KEYS_HEADER, TrustedKeys
     from appliance.core.keys import ALG_ED25519, NoteVerifier, key_type_of
     from appliance.keyfile import load_verifier
 
     try:
         if Path(value).is_file():
-            return load_verifier(value)
+            text = Path(value).read_text(encoding="utf-8", errors="replace")
+            return TrustedKeys.from_text(text) if text.startswith(KEYS_HEADER) else load_verifier(value)
         return NoteVerifier.from_text(value) if key_type_of(value) == ALG_ED25519 else CosignatureVerifier.from_text(value)
     except RunlogError as error:
         raise _Usage(f"{what}: {error}") from None
 
 
+def _stored_history(db: Path) -> Any:
+    from appliance.store import keyring
+    from appliance.store.db import connect
+
+    conn = connect(db, readonly=True)
+    try:
+        return keyring.trusted_keys(conn)
+    finally:
+        conn.close()
+
+
 def _keys(args: argparse.Namespace) -> tuple[Any, list[str]]:
     from appliance.core.cosignature import CosignatureVerifier
+    from appliance.core.key_history import TrustedKeys
     from appliance.core.keys import NoteVerifier
     from appliance.settings import Settings
     from appliance.verify_store import Keys
 
     keys_dir = Settings.from_env().keys_dir
     notes = []
+    history = _stored_history(args.db) if args.key is None else None
     if args.key is not None:
         log = _read_key(args.key, what="--key")
+        if isinstance(log, TrustedKeys):
+            if args.clock_key is not None:
+                raise _Usage("--clock-key: the keys file already lists the clock keys")
+            return Keys.from_history(log), notes
+    elif history is not None and args.clock_key is None:
+        notes.append("keys read from the store's key history on this machine: whoever can rewrite the store can "
+                     "rewrite it too; pass --key with the keys file you published (`runlog keys show`) for an "
+                     "independent check")
+        return Keys.from_history(history), notes
     elif (keys_dir / "log.pub").is_file():
         log = _read_key(str(keys_dir / "log.pub"), what=str(keys_dir / "log.pub"))
         notes.append(f"log key read from {keys_dir / 'log.pub'} on this machine: whoever can rewrite the store can "

@@ -16,11 +16,11 @@ from typing import Any
 
 from appliance.core.bundle import BUNDLE_FORMAT, bundle_digest, signature_text
 from appliance.core.chain import RunChains
-from appliance.core.checkpoint import SignedCheckpoint, open_checkpoint
 from appliance.core.cosignature import CosignatureVerifier
 from appliance.core.entry import decode_entry, entry_hash
 from appliance.core.errors import ChainError, InvalidInput, RunlogError, VerificationError
 from appliance.core.hashing import leaf_hash
+from appliance.core.key_history import KeyWindow, TrustedCheckpoint, TrustedKeys, format_seconds, open_trusted_checkpoint
 from appliance.core.keys import NoteVerifier
 from appliance.core.note import open_note
 from appliance.core.policy import Policy
@@ -92,60 +92,76 @@ def _parse(data: bytes | str) -> dict:
     return bundle
 
 
-def _open_checkpoint(note: str, log: NoteVerifier, cosigners: list[CosignatureVerifier], what: str) -> SignedCheckpoint:
+def _open_checkpoint(note: str, trusted: TrustedKeys, witnesses: list[CosignatureVerifier],
+                     what: str) -> TrustedCheckpoint:
     try:
-        return open_checkpoint(note, log, origin=log.name, cosigner_verifiers=cosigners)
+        return open_trusted_checkpoint(note, trusted, origin=trusted.origin, witnesses=witnesses)
     except VerificationError as error:
         raise BundleError(f"{what}: {error}") from None
     except InvalidInput as error:
         raise BundleFormatError(f"{what}: {error}", field="checkpoint") from None
 
 
-def verify_bundle(data: bytes | str, *, key: NoteVerifier | None = None, policy: Policy | None = None) -> BundleReport:
-    """Verify a bundle file against the log key (`key`, or the policy's log key and quorum).
+def _check_file_signer(verified: tuple, trusted: TrustedKeys, signed_at: int | None) -> None:
+    """The file is exported after its checkpoint was cut, so a key retired before that time cannot
+    have signed it (the file signature carries no time of its own)."""
+    windows = {(w.verifier.name, w.verifier.key_id): w for w in trusted.log}
+    signers = [windows[(s.name, s.key_id)] for s in verified if (s.name, s.key_id) in windows]
+    if signed_at is not None and not any(w.valid_until is None or w.valid_until >= signed_at for w in signers):
+        first = signers[0]
+        raise BundleError(f"file signature: signed by log key {first.label}, retired at "
+                          f"{format_seconds(first.valid_until)}, before the checkpoint it covers was cut at "  # type: ignore[arg-type]
+                          f"{format_seconds(signed_at)}")
+
+
+def verify_bundle(data: bytes | str, *, key: NoteVerifier | None = None, policy: Policy | None = None,
+                  keys: TrustedKeys | None = None) -> BundleReport:
+    """Verify a bundle file against exactly one of: the log key (`key`, trusted at any time), the
+    log's published keys with their validity windows (`keys`), or a policy (its log keys and quorum).
 
     Raises `BundleFormatError` for a file that is not a bundle, `BundleError` for evidence that does
-    not hold; returns the report only when everything holds."""
+    not hold (`KeyWindowError`s included, as a `BundleError` naming the key and its window); returns
+    the report only when everything holds."""
     try:
-        return _verify(data, key, policy)
+        return _verify(data, key, policy, keys)
     except RunlogError:
         raise
     except (ValueError, TypeError, KeyError, binascii.Error, RecursionError) as error:  # pragma: no cover
         raise BundleFormatError(f"malformed bundle: {error}") from None
 
 
-def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None) -> BundleReport:
-    if (key is None) == (policy is None):
-        raise InvalidInput("give exactly one of a log key and a policy", field="key")
-    log = policy.log if policy is not None else key
+def _trusted(key: NoteVerifier | None, policy: Policy | None, keys: TrustedKeys | None,
+             clock_text: object) -> TrustedKeys:
+    """The keys to trust. Clock keys come from the keys file or policy; when it names none, the
+    bundle's own clock key is trusted (at any time), vouched for by the file signature."""
+    trusted = keys if keys is not None else policy.keys if policy is not None else TrustedKeys.unbounded(key)  # type: ignore[arg-type]
+    if clock_text is None or trusted.clock:
+        return trusted
+    try:
+        clock = CosignatureVerifier.from_text(clock_text)  # type: ignore[arg-type]
+    except InvalidInput as error:
+        raise BundleFormatError(f"keys.clock: {error}", field="clock") from None
+    return TrustedKeys(trusted.log, (KeyWindow(clock),))
+
+
+def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None, keys: TrustedKeys | None) -> BundleReport:
+    if sum(x is not None for x in (key, policy, keys)) != 1:  # before reading the file
+        raise InvalidInput("give exactly one of a log key, a keys file and a policy", field="key")
     bundle = _parse(data)
     trace_id = _get(bundle, "trace_id", str)
-    keys = _get(bundle, "keys", dict)
-    clock_text = keys.get("clock")
-    cosigners: list[CosignatureVerifier] = []
-    clock = None
-    if clock_text is not None:
-        try:
-            clock = CosignatureVerifier.from_text(clock_text)
-        except InvalidInput as error:
-            raise BundleFormatError(f"keys.clock: {error}", field="clock") from None
-        cosigners.append(clock)
-    witness_names = {}
-    if policy is not None:
-        for name, witness in policy.witnesses.items():
-            if clock is None or (witness.name, witness.key_id) != (clock.name, clock.key_id):
-                cosigners.append(witness)
-            witness_names[(witness.name, witness.key_id)] = name
+    trusted = _trusted(key, policy, keys, _get(bundle, "keys", dict).get("clock"))
+    witnesses = list(policy.witnesses.values()) if policy is not None else []
+    witness_names = {(w.name, w.key_id): name for name, w in (policy.witnesses.items() if policy else ())}
 
-    # 1. Signatures on the checkpoint.
+    # 1. Signatures on the checkpoint, by a log key valid at its time.
     note = _get(bundle, "checkpoint", str)
-    signed = _open_checkpoint(note, log, cosigners, "checkpoint")
+    signed = _open_checkpoint(note, trusted, witnesses, "checkpoint")
     size, root = signed.checkpoint.size, signed.checkpoint.root_hash
     cosigned = {witness_names[(c.name, c.key_id)] for c in signed.cosignatures if (c.name, c.key_id) in witness_names}
     if policy is not None and not policy.satisfied(cosigned):
         raise BundleError(f"checkpoint: witness quorum {policy.quorum!r} not met (cosigned by: "
                           f"{', '.join(sorted(cosigned)) or 'none of the policy witnesses'})")
-    signed_at = next((c.timestamp for c in signed.cosignatures if clock and c.key_id == clock.key_id), None)
+    signed_at = signed.signed_at
 
     # 2. Entries and their inclusion proofs; 4. the run's chain as they go by.
     items = _get(bundle, "entries", list)
@@ -189,7 +205,7 @@ def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None) 
     for number, item in enumerate(_get(bundle, "daily_roots", list)):
         where = f"daily_roots[{number}]"
         day = _get(item, "day", str, where)
-        old = _open_checkpoint(_get(item, "checkpoint", str, where), log, cosigners, f"{where} ({day})").checkpoint
+        old = _open_checkpoint(_get(item, "checkpoint", str, where), trusted, witnesses, f"{where} ({day})").checkpoint
         hashes = []
         for text in _get(item, "consistency", list, where):
             try:
@@ -207,12 +223,13 @@ def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None) 
         raise BundleError("the file signature is missing: the bundle's contents are not bound together")
     signature = _get(bundle, "signature", str)
     try:
-        text = open_note(signature, [log]).text
+        signed_file = open_note(signature, [w.verifier for w in trusted.log])
     except VerificationError as error:
         raise BundleError(f"file signature: {error}") from None
     except InvalidInput as error:
         raise BundleFormatError(f"file signature: {error}", field="signature") from None
-    if text != signature_text(log.name, trace_id, bundle_digest(bundle)):
+    _check_file_signer(signed_file.verified, trusted, signed_at)
+    if signed_file.text != signature_text(trusted.origin, trace_id, bundle_digest(bundle)):
         raise BundleError("file signature: it signs other contents (the file was edited after it was signed)")
 
     anchors = tuple({"anchor": a.get("anchor"), "size": a.get("size"), "location": a.get("location")}
@@ -224,5 +241,6 @@ def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None) 
         not_proven.append("the checkpoint time: no clock cosignature was verified")
     if policy is None:
         not_proven.append("witnesses: no policy was given, so only the log's own key vouches for the checkpoint")
+    log = signed.log_keys[0].verifier
     return BundleReport(log.name, log.to_text(), trace_id, len(items), (seqs[0], seqs[-1]), state.closed, size, root,
                         signed_at, tuple(sorted(cosigned)), tuple(daily), anchors, tuple(not_proven))

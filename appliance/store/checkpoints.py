@@ -4,7 +4,8 @@ A cut signs the tree at a committed size with the log key (a C2SP signed note) a
 cosigner (a `cosignature/v1` line attesting the cut time in whole seconds), stores it in
 `checkpoints` and queues it in `anchor_outbox` for every configured anchor, in one
 `BEGIN IMMEDIATE` transaction on the caller's connection. A size is signed once: cutting it again
-returns the stored checkpoint.
+returns the stored checkpoint. Only keys the key history (`keyring`) lists as current sign; the
+first checkpoint after a rotation is also signed by the retiring keys, and closes their windows.
 
 The daily root of UTC day D is the checkpoint of the tree holding exactly the entries with
 `received_at` before D+1 00:00 UTC. The writer never lets `received_at` decrease in seq order, so
@@ -22,10 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from appliance.core.checkpoint import Checkpoint, sign_checkpoint
+from appliance.core.checkpoint import Checkpoint
 from appliance.core.cosignature import CosignatureSigner
 from appliance.core.keys import NoteSigner
+from appliance.core.note import sign_note
 from appliance.core.timefmt import format_utc, parse_utc
+from appliance.store import keyring
 from appliance.store.db import get_meta
 from appliance.store.errors import StoreError
 from appliance.store.tiles import TreeReader
@@ -38,10 +41,13 @@ _COLUMNS = "size, CAST(root AS BLOB), note, cut_at"
 
 @dataclass(frozen=True)
 class CheckpointSigners:
-    """The log key (named after the origin) and the clock cosigner that time-stamps checkpoints."""
+    """The log key (named after the origin) and the clock cosigner that time-stamps checkpoints;
+    after a rotation, the keys being retired, which sign the next checkpoint too (the handover)."""
 
     log: NoteSigner
     clock: CosignatureSigner
+    retiring_log: NoteSigner | None = None
+    retiring_clock: CosignatureSigner | None = None
 
     @property
     def origin(self) -> str:
@@ -190,13 +196,38 @@ def _signed(conn: sqlite3.Connection, signers: CheckpointSigners, size: int, now
     if origin is not None and origin != signers.origin:
         raise StoreError(f"this store belongs to origin {origin!r}, not to the log key's {signers.origin!r}")
     root = TreeReader(conn).root(size)
-    note = sign_checkpoint(Checkpoint(signers.origin, size, root), signers.log, [signers.clock],
-                           timestamp=math.floor(now.timestamp())).decode("utf-8")
+    timestamp = math.floor(now.timestamp())
+    log_signers, cosigners = _signers_now(conn, signers, timestamp)
+    # Log signature lines first, then the cosignatures; at a handover one line per key, so C2SP
+    # verifiers that know either the old or the new key accept the checkpoint.
+    body = Checkpoint(signers.origin, size, root).to_text()
+    note = sign_note(body, [*log_signers, *(c.at(timestamp) for c in cosigners)]).decode("utf-8")
     cut_at = format_utc(now)
     conn.execute("INSERT INTO checkpoints (size, root, note, cut_at) VALUES (?, ?, ?, ?)", (size, root, note, cut_at))
     conn.executemany("INSERT INTO anchor_outbox (anchor, size, queued_at, attempts, next_attempt_at) "
                      "VALUES (?, ?, ?, 0, ?)", [(name, size, cut_at, cut_at) for name in dict.fromkeys(anchors)])
     return StoredCheckpoint(size, root, note, cut_at), True
+
+
+def _signers_now(conn: sqlite3.Connection, signers: CheckpointSigners,
+                 timestamp: int) -> tuple[list[NoteSigner], list[CosignatureSigner]]:
+    """The keys that sign a checkpoint cut at `timestamp`: the current log and clock keys, which
+    the key history must list as current, and the retiring keys whose window the history still
+    holds open; their window closes at `timestamp`. Inside the cut's transaction."""
+    if signers.retiring_log is not None and signers.retiring_log.name != signers.origin:
+        raise StoreError(f"the retiring log key is not named {signers.origin!r}")
+    keyring.check_current(conn, "log", signers.log.verifier().to_text(), "the log signing key")
+    keyring.check_current(conn, "clock", signers.clock.verifier().to_text(), "the clock key")
+    log_signers: list[NoteSigner] = [signers.log]
+    cosigners: list[CosignatureSigner] = [signers.clock]
+    for role, signer, chosen in (("log", signers.retiring_log, log_signers), ("clock", signers.retiring_clock, cosigners)):
+        if signer is None:
+            continue
+        key = signer.verifier().to_text()
+        if any(stored.key == key for stored in keyring.retiring(conn, role)):
+            chosen.append(signer)  # type: ignore[arg-type]
+            keyring.record(conn, role, key, "valid_until", timestamp)
+    return log_signers, cosigners
 
 
 def cut_checkpoint(conn: sqlite3.Connection, signers: CheckpointSigners, *, now: datetime,

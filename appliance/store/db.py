@@ -142,9 +142,16 @@ def _checkpoints_and_anchors(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX anchor_outbox_pending ON anchor_outbox (published_at, next_attempt_at)")
 
 
+def _key_history(conn: sqlite3.Connection) -> None:
+    from appliance.store.keyring import create_key_history
+
+    create_key_history(conn)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial schema", _initial_schema),
     ("daily roots and the anchor outbox", _checkpoints_and_anchors),
+    ("key history", _key_history),
 ]
 
 

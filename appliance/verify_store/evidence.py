@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from appliance.anchors.base import Anchor, AnchorError
-from appliance.core.checkpoint import CheckpointOriginError, SignedCheckpoint, open_checkpoint
+from appliance.core.checkpoint import CheckpointOriginError
 from appliance.core.cosignature import CosignatureVerifier
 from appliance.core.errors import RunlogError
+from appliance.core.key_history import KeyWindowError, TrustedCheckpoint, TrustedKeys, open_trusted_checkpoint
 from appliance.core.keys import NoteVerifier
 from appliance.core.tiles import TILE_HEIGHT, TILE_WIDTH
 from appliance.verify_store.merge import LogMerger
@@ -25,18 +26,31 @@ from appliance.verify_store.report import AnchorSummary, Failure
 
 @dataclass(frozen=True)
 class Keys:
-    """The keys checkpoints are checked with; `clock` None when the timestamp key is unknown."""
+    """The keys checkpoints are checked with; `clock` None when the timestamp key is unknown;
+    `history`, when known, every log and clock key with its validity window (then a checkpoint must
+    be signed by a key valid at its time; `log` and `clock` are the current keys)."""
 
     log: NoteVerifier
     clock: CosignatureVerifier | None
+    history: TrustedKeys | None = None
+
+    @classmethod
+    def from_history(cls, history: TrustedKeys) -> "Keys":
+        clocks = sorted(history.clock, key=lambda w: w.valid_from or 0)
+        return cls(history.current_log, clocks[-1].verifier if clocks else None, history)  # type: ignore[arg-type]
+
+    def trusted(self) -> TrustedKeys:
+        return self.history or TrustedKeys.unbounded(self.log, [self.clock] if self.clock else [])
 
 
-def open_signed(note: str, keys: Keys, origin: str) -> SignedCheckpoint:
-    """`note` opened with the log key (and the clock key's cosignature, required when known).
-    Raises a `RunlogError` naming what is wrong."""
-    signed = open_checkpoint(note, keys.log, origin=origin, cosigner_verifiers=[keys.clock] if keys.clock else [])
-    if keys.clock is not None and not signed.cosignatures:
-        raise _Unsigned(f"no timestamp cosignature by {keys.clock.name}+{keys.clock.key_id.hex()}")
+def open_signed(note: str, keys: Keys, origin: str) -> TrustedCheckpoint:
+    """`note` opened with the log keys valid at its time (and a clock key's cosignature, required
+    when a clock key is known). Raises a `RunlogError` naming what is wrong."""
+    trusted = keys.trusted()
+    signed = open_trusted_checkpoint(note, trusted, origin=origin)
+    if trusted.clock and signed.signed_at is None:
+        names = ", ".join(w.label for w in trusted.clock)
+        raise _Unsigned(f"no timestamp cosignature by {names}")
     return signed
 
 
@@ -45,6 +59,8 @@ class _Unsigned(RunlogError):
 
 
 def _reason(error: RunlogError) -> str:
+    if isinstance(error, KeyWindowError):
+        return "key-window"
     return "origin" if isinstance(error, CheckpointOriginError) else "signature"
 
 

@@ -14,11 +14,11 @@ from appliance.anchors.outbox import anchor_status
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import leaf_hash
 from appliance.service import Appliance
-from appliance.store import runs
+from appliance.store import keyring, runs
 from appliance.store.tiles import TreeReader
 from appliance.web.auth import require_scope
 from appliance.web.errors import NotFound
-from appliance.web.schemas import EntryOut, HealthOut, KeysOut, ProofOut
+from appliance.web.schemas import EntryOut, HealthOut, KeyOut, KeysOut, ProofOut
 
 def _appliance(request: Request[Any, Any, Any]) -> Appliance:
     return request.app.state.appliance
@@ -84,11 +84,15 @@ class ProofsController(Controller):
                         hashes=[_b64(h) for h in tree.consistency_proof(from_size, to_size)])
 
 
-@get("/v1/keys", sync_to_thread=False, summary="Verifier keys for checkpoints, receipts and timestamps")
+@get("/v1/keys", sync_to_thread=True, summary="Verifier keys: current, and every key with its validity window")
 def keys(request: Request[Any, Any, Any]) -> KeysOut:
     appliance = _appliance(request)
+    conn = appliance.reader()
+    trusted = keyring.trusted_keys(conn)
     return KeysOut(origin=appliance.settings.origin, log_key=appliance.log_signer.verifier().to_text(),
-                   timestamp_key=appliance.clock_signer.verifier().to_text())
+                   timestamp_key=appliance.clock_signer.verifier().to_text(),
+                   history=[KeyOut(**row) for row in keyring.describe(conn)],
+                   keys_file=trusted.to_text() if trusted is not None else "")
 
 
 @get("/healthz", sync_to_thread=True, summary="Liveness and the log's size; 503 when a check fails")

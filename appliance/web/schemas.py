@@ -139,13 +139,27 @@ class ProofOut(msgspec.Struct, frozen=True):
     from_size: int | None = None
 
 
+class KeyOut(msgspec.Struct, frozen=True):
+    """One key of the history: `valid_until` null while the key is current or retiring."""
+
+    role: Literal["log", "clock"]
+    key: str
+    key_id: str
+    valid_from: str
+    valid_until: str | None
+    state: Literal["current", "retiring", "retired"]
+
+
 class KeysOut(msgspec.Struct, frozen=True):
     """`GET /v1/keys`: verifier key strings (`name+hexkeyid+base64`) for checkpoints, receipts
-    and the timestamp cosignature."""
+    and the timestamp cosignature (the current ones), every key the log has used with its validity
+    window (`history`, oldest first) and the same as the keys file to publish (`keys_file`)."""
 
     origin: str
     log_key: str
     timestamp_key: str
+    history: list[KeyOut] = []
+    keys_file: str = ""
 
 
 class HealthOut(msgspec.Struct, frozen=True):

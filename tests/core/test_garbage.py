@@ -26,7 +26,7 @@ from appliance.core import chain, checkpoint, compact, cosignature, entry, keys,
 from appliance.core import proof_verify, receipt, sequencer, tiles, timefmt, tracecontext, tree
 from appliance.core.errors import RunlogError
 from appliance.core.hashing import node_hash
-from appliance.core import bundle_verify, csv_export, policy, tlog_proof
+from appliance.core import bundle_verify, csv_export, key_history, policy, tlog_proof
 from tests.core.test_bundle import BUNDLE_BYTES, LOG as _BUNDLE_LOG, RUN as _BUNDLE_RUN, SIGNER as _BUNDLE_SIGNER
 
 _BUNDLE_TEXT = BUNDLE_BYTES.decode()
@@ -55,6 +55,8 @@ RECEIPT = receipt.Receipt.for_entries(ORIGIN, 41, "2026-11-28T08:00:00.000001Z",
                                       [hashlib.sha256(data).digest() for data in GOOD_LOG[:3]])
 SIGNED_RECEIPT = receipt.sign_receipt(RECEIPT, LOG_SIGNER)
 KEY_STRINGS = [LOG_SIGNER.to_text(), LOG_VERIFIER.to_text(), COSIGNER.to_text(), CLOCK_VERIFIER.to_text()]
+_KEYS_FILE = (f"runlog-keys/v1\nlog {LOG_VERIFIER.to_text()} 2026-11-01T00:00:00Z 2026-11-28T00:00:00Z\n"
+              f"clock {CLOCK_VERIFIER.to_text()} 2026-11-01T00:00:00Z -\n")
 TRACEPARENTS = ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                 "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-what-the-future-holds"]
 TRACESTATES = ["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", "tenant@vendor=v , k=v"]
@@ -439,7 +441,16 @@ TARGETS: dict[str, Target] = {
                       lambda data: bundle_verify.verify_bundle(data, key=_BUNDLE_KEY)),
     "TlogProof.from_text": (one(text_input([_TLOG_PROOF])), tlog_proof.TlogProof.from_text),
     "Policy.from_text": (one(text_input([f"log {LOG_VERIFIER.to_text()}\nwitness c {CLOCK_VERIFIER.to_text()}\n"
-                                         "group g any c\nquorum g\n"])), policy.Policy.from_text),
+                                         "group g any c\nquorum g\n",
+                                         f"log {LOG_VERIFIER.to_text()} 2026-01-01T00:00:00Z -\n"
+                                         f"clock {CLOCK_VERIFIER.to_text()} 2026-01-01T00:00:00Z -\nquorum none\n"])),
+                         policy.Policy.from_text),
+    # keys with validity windows (seed: a keys file as `runlog keys show` prints it)
+    "TrustedKeys.from_text": (one(text_input([_KEYS_FILE])), key_history.TrustedKeys.from_text),
+    "parse_seconds": (one(text_input(["2026-11-28T00:00:00Z"])), key_history.parse_seconds),
+    "open_trusted_checkpoint": (st.tuples(text_or_bytes_input([SIGNED_CHECKPOINT.decode()]), NAMES),
+                                lambda message, origin: key_history.open_trusted_checkpoint(
+                                    message, key_history.TrustedKeys.from_text(_KEYS_FILE), origin=origin)),
     "verify_csv": (st.tuples(st.one_of(st.just(_CSV), near_miss_bytes([_CSV]), st.binary(max_size=50), WRONG_TYPES),
                              st.one_of(st.just(_CSV_NOTE), text_or_bytes_input([_CSV_NOTE, SIGNED_RECEIPT]))),
                    lambda data, note_text: csv_export.verify_csv(data, note_text, LOG_VERIFIER)),
@@ -524,6 +535,7 @@ def test_the_near_miss_seeds_are_valid() -> None:
     proof_verify.verify_consistency(index, size, proof_plan.consistency_proof(index, size, _synthetic_node),
                                     _root(index), _root(size))
     checkpoint.open_checkpoint(SIGNED_CHECKPOINT, LOG_VERIFIER, origin=ORIGIN, cosigner_verifiers=[CLOCK_VERIFIER])
+    key_history.open_trusted_checkpoint(SIGNED_CHECKPOINT, key_history.TrustedKeys.from_text(_KEYS_FILE), origin=ORIGIN)
     assert receipt.open_receipt(SIGNED_RECEIPT, LOG_VERIFIER, origin=ORIGIN) == RECEIPT
     for header in TRACEPARENTS:
         tracecontext.TraceParent.from_header(header)

@@ -17,6 +17,7 @@ import pytest
 from appliance.core.checkpoint import Checkpoint, sign_checkpoint
 from appliance.core.cosignature import generate_cosigner
 from appliance.core.keys import generate_signer
+from appliance.core.note import sign_note
 from appliance.core.proof_plan import consistency_proof, inclusion_proof
 from appliance.core.sequencer import Event, Sequencer
 from appliance.core.tree import root_from_leaf_hashes
@@ -116,3 +117,17 @@ def test_go_tlog_rejects_tampered_proofs(go_verifier, log):
                          "old_root": b64(root_from_leaf_hashes(log[:100])), "new_root": b64(root_from_leaf_hashes(log))}],
     })
     assert all(verdict != "ok" for verdict in result["inclusion"] + result["consistency"]), result
+
+
+def test_go_note_open_accepts_a_rotation_handover_with_either_log_key(go_verifier, log):
+    """The first checkpoint after a key rotation carries the old and the new log key's signatures
+    (appliance.store.checkpoints): a Go verifier that knows either key accepts it unchanged."""
+    old, new = generate_signer(ORIGIN), generate_signer(ORIGIN)
+    clock = generate_cosigner("runlog.example/clock")
+    body = Checkpoint(ORIGIN, len(log), root_from_leaf_hashes(log)).to_text()
+    note = sign_note(body, [new, old, clock.at(1_795_000_000)]).decode()
+    for key in (old, new):
+        result = run_go(go_verifier, {"verifier_key": key.verifier().to_text(), "checkpoint": note})
+        assert result["checkpoint_ok"] and result["size"] == len(log), result
+    stranger = generate_signer(ORIGIN).verifier().to_text()
+    assert not run_go(go_verifier, {"verifier_key": stranger, "checkpoint": note})["checkpoint_ok"]
