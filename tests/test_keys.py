@@ -300,3 +300,33 @@ def test_runlog_keys_show_rotate_checkpoint_and_verify_as_subprocesses(tmp_path)
     rows = json.loads(runlog("keys", "show", "--json", env=env).stdout)
     assert [r["state"] for r in rows] == ["retired", "retired", "current", "current"]
     assert Checkpoint.from_text(handover.stdout.split("\n\n")[0] + "\n").size == 1
+
+
+def test_the_offline_verifier_takes_the_published_keys_file_or_a_policy(log, tmp_path):
+    log.run(trace(1), 2)
+    log.cut()
+    (tmp_path / "before.json").write_bytes(log.bundle(trace(1)))
+    old = log.signers
+    log.rotate()
+    log.load()
+    log.run(trace(2), 2)
+    log.cut()
+    after = json.loads(log.bundle(trace(2)))
+    (tmp_path / "after.json").write_text(json.dumps(after))
+    body = after["checkpoint"].split("\n\n")[0] + "\n"
+    later = int((log.clock + timedelta(days=1)).timestamp())
+    after["checkpoint"] = sign_note(body, [old.log, log.signers.clock.at(later)]).decode()
+    (tmp_path / "forged.json").write_text(json.dumps(after))
+    published = log.published().to_text()
+    (tmp_path / "published.keys").write_text(published)
+    (tmp_path / "policy").write_text(published.replace("runlog-keys/v1\n", "") + "quorum none\n")
+
+    def verify(name: str, *trust: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "appliance.verify", str(tmp_path / name), *trust],
+                              capture_output=True, text=True, timeout=60)
+
+    keys_file = ["--key", str(tmp_path / "published.keys")]
+    assert [verify(name, *keys_file).returncode for name in ("before.json", "after.json")] == [0, 0]
+    assert verify("after.json", "--policy", str(tmp_path / "policy")).returncode == 0
+    forged = verify("forged.json", *keys_file)
+    assert forged.returncode == 1 and "after its validity window ended (a retired key)" in forged.stdout

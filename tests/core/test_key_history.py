@@ -2,11 +2,14 @@
 handover note signed by old and new keys; a retired key used after its window; a retired clock)."""
 
 import hashlib
+import json
+import re
+from pathlib import Path
 
 import pytest
 
 from appliance.core.checkpoint import Checkpoint, open_checkpoint
-from appliance.core.cosignature import generate_cosigner
+from appliance.core.cosignature import CosignatureSigner, generate_cosigner
 from appliance.core.errors import SignatureError
 from appliance.core.key_history import (
     KeysFileError,
@@ -17,7 +20,7 @@ from appliance.core.key_history import (
     open_trusted_checkpoint,
     parse_seconds,
 )
-from appliance.core.keys import generate_signer
+from appliance.core.keys import NoteSigner, generate_signer
 from appliance.core.note import sign_note
 from appliance.core.policy import Policy, PolicyError
 
@@ -142,3 +145,33 @@ def test_a_policy_lists_every_log_key_with_its_window_and_the_clock_keys():
     assert Policy.from_text(f"log {OLD_LOG.verifier().to_text()} https://x/\nquorum none\n").keys.log[0].bounded is False
     with pytest.raises(PolicyError, match="from"):
         Policy.from_text(f"log {OLD_LOG.verifier().to_text()} yesterday -\nquorum none\n")
+
+
+# ---- published vectors: tests/vectors/keys/ (one case per file, named after what it shows) ----------
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "keys"
+EXPECTED_ERRORS = {"retired": "after its validity window ended (a retired key)",
+                   "retired-clock": "a retired clock key was used after its window ended",
+                   "outside": "outside its validity window"}
+
+
+@pytest.mark.parametrize("path", sorted(VECTORS.glob("*.json")), ids=lambda p: p.stem)
+def test_rotation_vectors(path):
+    case = json.loads(path.read_text())
+    trusted = TrustedKeys.from_text(case["keys_file"])
+    assert trusted.to_text() == case["keys_file"] == (VECTORS / "published.keys").read_text()
+    if case["expect"] == "ok":
+        opened = open_trusted_checkpoint(case["message"], trusted, origin=case["origin"])
+        assert opened.signed_at == case["timestamp"]
+    else:
+        with pytest.raises(KeyWindowError, match=re.escape(EXPECTED_ERRORS[case["expect"]])):
+            open_trusted_checkpoint(case["message"], trusted, origin=case["origin"])
+
+
+def test_the_handover_vector_is_reproduced_by_re_signing():
+    case = json.loads((VECTORS / "handover-signed-by-both.json").read_text())
+    keys = case["signer_keys"]
+    body, at = case["message"].split("\n\n")[0] + "\n", case["timestamp"]
+    signers = [NoteSigner.from_text(keys["new_log"]), NoteSigner.from_text(keys["old_log"]),
+               CosignatureSigner.from_text(keys["new_clock"]).at(at), CosignatureSigner.from_text(keys["old_clock"]).at(at)]
+    assert sign_note(body, signers).decode() == case["message"]
