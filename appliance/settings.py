@@ -24,6 +24,7 @@ from appliance.store.tokens import MAX_TOKEN_CHARS, MIN_ADOPTED_TOKEN_CHARS
 MIB = 1024 * 1024
 DAY_SECONDS = 86_400
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+HTTP_PARSERS = ("auto", "h11", "httptools")
 _VISIBLE_ASCII = re.compile(r"[!-~]+")
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750: what may follow "Bearer "
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]{1,253}")
@@ -75,6 +76,15 @@ class Settings:
     anchor_s3_retention_days: int = 400
     anchor_dir: Path | None = None
     anchor_lag_threshold: float = 3600.0
+    # Abuse limits (appliance.web.rate_limit, appliance.web.client_limits). Behind a reverse proxy,
+    # list it in trusted_proxies so that the failed-auth limiter counts clients, not the proxy.
+    auth_failure_burst: int = 20
+    auth_failure_refill: float = 3.0
+    trusted_proxies: tuple[str, ...] = ()
+    max_header_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    http_parser: str = "auto"
 
     @property
     def db_path(self) -> Path:
@@ -122,6 +132,13 @@ class Settings:
             anchor_s3_retention_days=_integer(env, "RUNLOG_ANCHOR_S3_RETENTION_DAYS", 400, 1, 36_500),
             anchor_dir=Path(anchor_dir) if (anchor_dir := _get(env, "RUNLOG_ANCHOR_DIR")) else None,
             anchor_lag_threshold=_seconds(env, "RUNLOG_ANCHOR_LAG_THRESHOLD", 3600.0),
+            auth_failure_burst=_integer(env, "RUNLOG_AUTH_FAILURE_BURST", 20, 1, 100_000),
+            auth_failure_refill=_seconds(env, "RUNLOG_AUTH_FAILURE_REFILL", 3.0),
+            trusted_proxies=_networks(env, "RUNLOG_TRUSTED_PROXIES"),
+            max_header_bytes=_integer(env, "RUNLOG_MAX_HEADER_BYTES", 16 * 1024, 1024, MIB),
+            header_timeout=_seconds(env, "RUNLOG_HEADER_TIMEOUT", 10.0),
+            body_timeout=_seconds(env, "RUNLOG_BODY_TIMEOUT", 60.0),
+            http_parser=_choice(env, "RUNLOG_HTTP_PARSER", HTTP_PARSERS),
         )
 
 
@@ -171,6 +188,25 @@ def _synchronous(env: Mapping[str, str]) -> str:
     if text not in SYNCHRONOUS_MODES:
         raise SettingsError("RUNLOG_SYNCHRONOUS", f"must be one of {', '.join(SYNCHRONOUS_MODES)}, got {text[:20]!r}")
     return text
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    text = (_get(env, name) or choices[0]).strip().lower()
+    if text not in choices:
+        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {text[:20]!r}")
+    return text
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (CIDR), e.g. the reverse proxies in front."""
+    found = []
+    for part in (_get(env, name) or "").split(","):
+        if part.strip():
+            try:
+                found.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+            except ValueError:
+                raise SettingsError(name, f"must be IP addresses or networks, got {part.strip()[:60]!r}") from None
+    return tuple(found)
 
 
 def _origin(text: str) -> str:

@@ -11,6 +11,8 @@ from appliance import __version__
 from appliance.service import Appliance, init_appliance, open_appliance
 from appliance.settings import Settings
 from appliance.web.errors import EXCEPTION_HANDLERS
+from appliance.web.openapi import complete_openapi
+from appliance.web.rate_limit import FailureLimiter
 from appliance.web.routes_checkpoints import CheckpointsController
 from appliance.web.routes_export import ExportController, download
 from appliance.web.routes_ingest import EventsController
@@ -38,7 +40,7 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
             if owned:
                 opened.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[EventsController, RunsController, EntriesController, ProofsController, CheckpointsController,
                         ExportController, download,
                         keys, health, metrics, *SLACK_ROUTES],
@@ -48,3 +50,6 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
         openapi_config=OpenAPIConfig(title="runlog", version=__version__, path="/schema"),
         debug=False,
     )
+    app.state.auth_limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failure_refill)
+    complete_openapi(app)
+    return app

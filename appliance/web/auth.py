@@ -5,6 +5,9 @@ the authenticator on `app.state.tokens` who holds it, and refuses with `Unauthor
 `Forbidden` (403). The token's holder is then on the request: `token_of(request)`, or the
 `current_token` dependency. The guard runs on the event loop, so `authenticate` must be quick
 (one indexed lookup of the token's hash, or a cache).
+
+When the app holds a `FailureLimiter` on `app.state.auth_limiter`, an address that presented too
+many unknown, revoked or malformed tokens gets 429 with `Retry-After` (appliance.web.rate_limit).
 """
 
 import re
@@ -12,14 +15,17 @@ from collections.abc import Callable, Set
 from typing import Any, Protocol, runtime_checkable
 
 from litestar.connection import ASGIConnection, Request
+from litestar.exceptions import TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 
 from appliance.core.errors import InvalidInput
 from appliance.web.errors import Forbidden, StoreUnavailable, Unauthorized
+from appliance.web.rate_limit import FailureLimiter, client_key
 
 SCOPES = frozenset({"append", "read", "export", "admin"})
 ADMIN = "admin"
 TOKEN_KEY = "runlog.token"
+LIMITER_KEY = "auth_limiter"
 MAX_TOKEN_CHARS = 1024
 
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*) *")
@@ -70,20 +76,45 @@ def require_scope(scope: str) -> Guard:
     if scope not in SCOPES:
         raise InvalidInput(f"unknown scope {scope!r}; scopes are {', '.join(sorted(SCOPES))}", field="scope")
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-        token = bearer_token(connection.headers.getall("authorization", []))
+    # async: Litestar runs a sync guard in a worker thread (a thread hop per request); this one
+    # only reads memory, or on a cache miss one indexed row.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        limiter: FailureLimiter | None = getattr(connection.app.state, LIMITER_KEY, None)
+        client = client_key(connection.scope)
+        if limiter is not None and (wait := limiter.retry_after(client)) is not None:
+            raise TooManyRequestsException(f"too many failed authentications from {client}; retry in {wait} s",
+                                           headers={"Retry-After": str(wait)})
+        authorization = connection.headers.getall("authorization", [])
+        try:
+            token = bearer_token(authorization)
+        except Unauthorized:
+            if authorization and limiter is not None:
+                limiter.failed(client)
+            raise
         authenticator: Authenticator | None = getattr(connection.app.state, "tokens", None)
         if authenticator is None:
             raise StoreUnavailable("the token store is not open")
         holder = authenticator.authenticate(token)
         if holder is None:
+            if limiter is not None:
+                limiter.failed(client)
             raise Unauthorized("unknown or revoked token")
         if not has_scope(holder, scope):
             raise Forbidden(f"token {holder.name!r} lacks the {scope!r} scope")
         connection.scope[TOKEN_KEY] = holder  # type: ignore[literal-required]
 
     guard.__name__ = f"require_scope_{scope}"
+    guard.scope = scope  # type: ignore[attr-defined]  # read by appliance.web.openapi and route_scope
     return guard
+
+
+def route_scope(handler: BaseRouteHandler) -> str | None:
+    """The scope a route handler's `require_scope` guard demands (its own or its controller's), or None."""
+    for guard in handler.resolve_guards():
+        scope = getattr(getattr(guard, "func", guard), "scope", None)  # Litestar wraps guards in AsyncCallable
+        if scope in SCOPES:
+            return scope
+    return None
 
 
 def token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> TokenInfo:

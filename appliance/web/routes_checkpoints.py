@@ -11,8 +11,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.openapi import ResponseSpec
+from litestar.params import FromQuery, QueryParameter
 
+from appliance.core.entry import MAX_SAFE_INTEGER
 from appliance.core.errors import InvalidInput
 from appliance.service import Appliance
 from appliance.store import checkpoints
@@ -20,6 +22,7 @@ from appliance.store.checkpoints import StoredCheckpoint
 from appliance.store.errors import StoreUnavailable
 from appliance.web.auth import require_scope
 from appliance.web.errors import NotFound
+from appliance.web.routes_read import SEQ_PARAM
 
 NOTE_MEDIA_TYPE = MediaType.TEXT  # Litestar adds "; charset=utf-8"
 
@@ -59,7 +62,10 @@ def _cursor(cursor: str | None, daily: bool) -> Any:
     if cursor is None:
         return None
     try:
-        return date.fromisoformat(cursor) if daily else int(cursor)
+        before = date.fromisoformat(cursor) if daily else int(cursor)
+        if not daily and not 0 <= before <= MAX_SAFE_INTEGER + 1:
+            raise ValueError("beyond any tree size")
+        return before
     except ValueError:
         expected = "a day (YYYY-MM-DD)" if daily else "a tree size"
         raise InvalidInput(f"cursor: must be {expected} from a previous page's next_cursor", field="cursor") from None
@@ -78,8 +84,9 @@ class CheckpointsController(Controller):
 
     @get("/{size:int}", sync_to_thread=True, media_type=NOTE_MEDIA_TYPE,
          summary="The signed checkpoint of one tree size (text/plain)")
-    def at_size(self, request: Request[Any, Any, Any], size: FromPath[int]) -> Response[str]:
-        checkpoint = checkpoints.checkpoint_at(_appliance(request).reader(), size) if size >= 0 else None
+    def at_size(self, request: Request[Any, Any, Any], size: Annotated[int, SEQ_PARAM]) -> Response[str]:
+        reader = _appliance(request).reader()
+        checkpoint = checkpoints.checkpoint_at(reader, size) if 0 <= size <= MAX_SAFE_INTEGER + 1 else None
         if checkpoint is None:
             raise NotFound(f"no checkpoint at tree size {size}")
         return _note(checkpoint)
@@ -90,7 +97,9 @@ class CheckpointsController(Controller):
         request: Request[Any, Any, Any],
         daily: FromQuery[bool] = False,
         limit: Annotated[int, QueryParameter(ge=1, le=checkpoints.MAX_PAGE)] = 100,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[str | None, QueryParameter(
+            schema_extra={"pattern": "^([0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2})$"},
+            description="next_cursor of the previous page: a tree size, or a day (YYYY-MM-DD) when daily")] = None,
     ) -> CheckpointPageOut:
         conn = _appliance(request).reader()
         before = _cursor(cursor, daily)
@@ -105,6 +114,8 @@ class CheckpointsController(Controller):
         return CheckpointPageOut(checkpoints=items, next_cursor=last)
 
     @post("/", guards=[require_scope("admin")], sync_to_thread=True, media_type=NOTE_MEDIA_TYPE,
+          responses={200: ResponseSpec(str, description="That tree size was already signed: its note",
+                                       media_type=NOTE_MEDIA_TYPE)},
           summary="Sign a checkpoint of every committed entry now (201; 200 when that size was already signed)")
     def cut(self, request: Request[Any, Any, Any]) -> Response[str]:
         checkpointer = _appliance(request).checkpointer

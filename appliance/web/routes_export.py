@@ -7,11 +7,11 @@ from __future__ import annotations
 import base64
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from appliance.core.bundle import bundle_bytes
 from appliance.core.errors import InvalidInput
@@ -20,17 +20,25 @@ from appliance.service import Appliance
 from appliance.store.checkpoints import latest_checkpoint
 from appliance.store.export import ExportError, RunNotFound, export_bundle, export_csv, run_last_seq
 from appliance.web.auth import require_scope
-from appliance.web.download_links import DEFAULT_SECONDS, FORMATS, LinkKey
+from appliance.web.download_links import DEFAULT_SECONDS, FORMATS, MAX_SECONDS, LinkKey
 from appliance.web.errors import Forbidden, NotFound
+from appliance.web.routes_runs import TRACE_ID_PARAM
 
 SIGNATURE_HEADER = "Runlog-Signature"
+# Documented in the OpenAPI schema only (schema_extra): a download link answers only yes or no.
+_FORMAT = QueryParameter(schema_extra={"enum": list(FORMATS)})
+_LINK_FORMAT = PathParameter(schema_extra={"enum": list(FORMATS)})
+_LINK_TRACE_ID = PathParameter(schema_extra={"pattern": "^[0-9a-f]{32}$"})
+_EXPIRES = QueryParameter(schema_extra={"pattern": "^[1-9][0-9]{0,11}$"}, description="unix seconds")
+_SIG = QueryParameter(schema_extra={"pattern": "^[A-Za-z0-9_-]{43}$"}, description="the link's HMAC tag")
 
 
 class LinkIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A download link request: the format and how long the link lives (default 15 minutes, at most 7 days)."""
+    """A download link request (the body may be left out): the format and how long the link lives
+    (default 15 minutes, at most 7 days)."""
 
-    format: str = "json"
-    expires_in: int = DEFAULT_SECONDS
+    format: Literal["json", "csv"] = "json"
+    expires_in: Annotated[int, msgspec.Meta(ge=1, le=MAX_SECONDS)] = DEFAULT_SECONDS
 
 
 class LinkOut(msgspec.Struct, frozen=True):
@@ -82,29 +90,32 @@ class ExportController(Controller):
 
     @get("/{trace_id:str}/export", guards=[require_scope("export")], sync_to_thread=True,
          summary="The run's signed evidence: a JSON bundle, or CSV with its signed note in Runlog-Signature")
-    def export(self, request: Request[Any, Any, Any], trace_id: FromPath[str],
-               format: FromQuery[str] = "json") -> Response[bytes]:
+    def export(self, request: Request[Any, Any, Any], trace_id: Annotated[str, TRACE_ID_PARAM],
+               format: Annotated[str, _FORMAT] = "json") -> Response[bytes]:
         return _export(_appliance(request), _check_trace_id(trace_id), format)
 
     @post("/{trace_id:str}/links", guards=[require_scope("export")], sync_to_thread=True, status_code=201,
           summary="A signed download link for one run in one format, valid 15 minutes by default (at most 7 days)")
-    def link(self, request: Request[Any, Any, Any], trace_id: FromPath[str], data: JSONBody[LinkIn]) -> LinkOut:
+    def link(self, request: Request[Any, Any, Any], trace_id: Annotated[str, TRACE_ID_PARAM],
+             data: JSONBody[LinkIn | None] = None) -> LinkOut:
         appliance = _appliance(request)
         trace_id = _check_trace_id(trace_id)
         try:
             run_last_seq(appliance.reader(), trace_id)
         except RunNotFound as error:
             raise NotFound(str(error)) from None
+        wanted = data or LinkIn()
         path, expires = LinkKey.from_signer(appliance.log_signer).sign(
-            trace_id, data.format, now=math.floor(_now().timestamp()), seconds=data.expires_in)
+            trace_id, wanted.format, now=math.floor(_now().timestamp()), seconds=wanted.expires_in)
         return LinkOut(url=appliance.settings.public_url + path,
                        expires_at=format_utc(datetime.fromtimestamp(expires, timezone.utc), 0))
 
 
 @get("/v1/downloads/{trace_id:str}/{fmt:str}", sync_to_thread=True, include_in_schema=True,
      summary="Download through a signed link (no token); an expired, altered or forged link is a bare 403")
-def download(request: Request[Any, Any, Any], trace_id: FromPath[str], fmt: FromPath[str],
-             expires: FromQuery[str | None] = None, sig: FromQuery[str | None] = None) -> Response[bytes]:
+def download(request: Request[Any, Any, Any], trace_id: Annotated[str, _LINK_TRACE_ID],
+             fmt: Annotated[str, _LINK_FORMAT], expires: Annotated[str | None, _EXPIRES] = None,
+             sig: Annotated[str | None, _SIG] = None) -> Response[bytes]:
     appliance = _appliance(request)
     if not LinkKey.from_signer(appliance.log_signer).check(trace_id, fmt, expires, sig,
                                                           now=math.floor(_now().timestamp())):

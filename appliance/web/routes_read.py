@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from appliance.anchors.outbox import anchor_status
+from appliance.core.entry import MAX_SAFE_INTEGER
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import leaf_hash
 from appliance.service import Appliance
@@ -19,6 +20,10 @@ from appliance.store.tiles import TreeReader
 from appliance.web.auth import require_scope
 from appliance.web.errors import NotFound
 from appliance.web.schemas import EntryOut, HealthOut, KeyOut, KeysOut, ProofOut
+
+# Out of range is "no such entry" (404), not a parameter error; documented in the schema only.
+SEQ_PARAM = PathParameter(schema_extra={"minimum": 0, "maximum": MAX_SAFE_INTEGER})
+
 
 def _appliance(request: Request[Any, Any, Any]) -> Appliance:
     return request.app.state.appliance
@@ -42,8 +47,8 @@ class EntriesController(Controller):
     guards = [require_scope("read")]
 
     @get("/{seq:int}", sync_to_thread=True, summary="One entry's canonical bytes and hashes")
-    def get_entry(self, request: Request[Any, Any, Any], seq: FromPath[int]) -> EntryOut:
-        found = runs.get_entry(_appliance(request).reader(), seq) if seq >= 0 else None
+    def get_entry(self, request: Request[Any, Any, Any], seq: Annotated[int, SEQ_PARAM]) -> EntryOut:
+        found = runs.get_entry(_appliance(request).reader(), seq) if 0 <= seq <= MAX_SAFE_INTEGER else None
         if found is None:
             raise NotFound(f"no entry with seq {seq}")
         data, digest = found

@@ -4,8 +4,9 @@ import re
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
+from appliance.core.entry import MAX_SAFE_INTEGER
 from appliance.core.errors import InvalidInput
 from appliance.service import Appliance
 from appliance.store import runs
@@ -15,6 +16,13 @@ from appliance.web.routes_ingest import start_run
 from appliance.web.schemas import EventOut, RunDetailOut, RunOut, RunPageOut, RunStartedOut
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# Documented in the OpenAPI schema only (schema_extra); the handlers check them and name the rule.
+TRACE_ID_PARAM = PathParameter(schema_extra={"pattern": "^[0-9a-f]{32}$"}, description="32 lower-case hex digits")
+_SOURCE = QueryParameter(schema_extra={"pattern": "^[!-~]{1,128}$"}, description="token name the run started with")
+_STATUS = QueryParameter(schema_extra={"enum": sorted(runs.RUN_STATUSES)})
+_SINCE = QueryParameter(schema_extra={"format": "date-time"}, description="started at or after (RFC 3339)")
+_UNTIL = QueryParameter(schema_extra={"format": "date-time"}, description="started before (RFC 3339), after since")
+_CURSOR = QueryParameter(schema_extra={"pattern": "^r[0-9]{1,16}$"}, description="next_cursor of the previous page")
 
 
 def _appliance(request: Request[Any, Any, Any]) -> Appliance:
@@ -56,12 +64,12 @@ class RunsController(Controller):
     def list_runs(
         self,
         request: Request[Any, Any, Any],
-        status: FromQuery[str | None] = None,
-        source: FromQuery[str | None] = None,
-        since: FromQuery[str | None] = None,
-        until: FromQuery[str | None] = None,
+        status: Annotated[str | None, _STATUS] = None,
+        source: Annotated[str | None, _SOURCE] = None,
+        since: Annotated[str | None, _SINCE] = None,
+        until: Annotated[str | None, _UNTIL] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=runs.MAX_RUNS_PAGE)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[str | None, _CURSOR] = None,
     ) -> RunPageOut:
         page = runs.list_runs(_appliance(request).reader(), status=status, source=source, since=since, until=until,
                               limit=limit, cursor=cursor)
@@ -71,8 +79,9 @@ class RunsController(Controller):
     def get_run(
         self,
         request: Request[Any, Any, Any],
-        trace_id: FromPath[str],
-        after: Annotated[int, QueryParameter(ge=-1, description="run_seq after which the page starts")] = -1,
+        trace_id: Annotated[str, TRACE_ID_PARAM],
+        after: Annotated[int, QueryParameter(ge=-1, le=MAX_SAFE_INTEGER,
+                                             description="run_seq after which the page starts")] = -1,
         limit: Annotated[int, QueryParameter(ge=1, le=runs.MAX_EVENTS_PAGE)] = 100,
     ) -> RunDetailOut:
         conn = _appliance(request).reader()
