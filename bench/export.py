@@ -9,12 +9,15 @@ steps spread evenly over the whole log among short runs of other traces, then on
 the daily roots are cut. Figures: export (gather proofs from tiles, build and sign the bundle,
 RFC 8785 serialisation, write the file), offline verification in-process and as
 `python -m appliance.verify` (a fresh interpreter, as an auditor runs it), their sum against the
-2 s target, and bundle bytes per entry. The target is a figure to report, never an assertion.
+2 s target, and bundle bytes per entry, each as wall-clock and CPU seconds (`--repeat N` for a
+range on a shared machine). The target is a figure to report, never an assertion.
 """
 
 import argparse
 import hashlib
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from appliance.checkpointer import load_signers  # noqa: E402
-from appliance.core.bundle import bundle_bytes  # noqa: E402
 from appliance.core.bundle_verify import verify_bundle  # noqa: E402
 from appliance.core.sequencer import Event  # noqa: E402
 from appliance.core.timefmt import format_utc  # noqa: E402
@@ -35,7 +37,7 @@ from appliance.service import init_appliance  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 from appliance.store import checkpoints as cps  # noqa: E402
 from appliance.store.db import connect  # noqa: E402
-from appliance.store.export import export_bundle  # noqa: E402
+from appliance.store.export import export_signed_bundle  # noqa: E402
 from appliance.store.writer import AppendRequest, Writer  # noqa: E402
 
 ORIGIN = "bench.example/export"
@@ -79,6 +81,37 @@ def build(settings: Settings, entries: int, steps: int) -> float:
     return time.perf_counter() - started
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(conn, signers, out: Path, steps: int) -> dict:
+    """One export to `out`, then its verification in process and by `python -m appliance.verify`:
+    wall-clock seconds, and CPU seconds (what a loaded machine inflates least)."""
+    load = round(os.getloadavg()[0], 2)
+    started, cpu = time.perf_counter(), time.process_time()
+    data = export_signed_bundle(conn, LONG, signer=signers.log, clock_key=signers.clock.verifier().to_text(),
+                                exported_at=format_utc(datetime.now(timezone.utc))).data
+    out.write_bytes(data)
+    export_seconds, export_cpu = time.perf_counter() - started, time.process_time() - cpu
+
+    started, cpu = time.perf_counter(), time.process_time()
+    report = verify_bundle(out.read_bytes(), key=signers.log.verifier())
+    verify_seconds, verify_cpu = time.perf_counter() - started, time.process_time() - cpu
+    assert report.count == steps and report.closed
+
+    started, cpu = time.perf_counter(), _children_cpu()
+    done = subprocess.run([sys.executable, "-m", "appliance.verify", str(out), "--key", signers.log.verifier().to_text()],
+                          capture_output=True, text=True, cwd=ROOT)
+    cli_seconds, cli_cpu = time.perf_counter() - started, _children_cpu() - cpu
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"load_average": load, "export_seconds": round(export_seconds, 3), "export_cpu": round(export_cpu, 3),
+            "verify_seconds": round(verify_seconds, 3), "verify_cpu": round(verify_cpu, 3),
+            "verify_cli_seconds": round(cli_seconds, 3), "verify_cli_cpu": round(cli_cpu, 3),
+            "total_seconds": round(export_seconds + cli_seconds, 3), "total_cpu": round(export_cpu + cli_cpu, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -86,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20,000 entries and a 1,000-step run")
     parser.add_argument("--data-dir", type=Path, help="build (or reuse) the store here")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--repeat", type=int, default=1, help="measure this many times (give the range)")
     args = parser.parse_args(argv)
     if args.quick:
         args.entries, args.steps = 20_000, 1_000
@@ -108,32 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     signers = load_signers(settings.keys_dir, ORIGIN)
     conn = connect(settings.db_path, readonly=True)
     out = args.data_dir / "bundle.json"
-
-    started = time.perf_counter()
-    bundle = export_bundle(conn, LONG, signer=signers.log, clock_key=signers.clock.verifier().to_text(),
-                           exported_at=format_utc(datetime.now(timezone.utc)))
-    data = bundle_bytes(bundle)
-    out.write_bytes(data)
-    export_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    report = verify_bundle(out.read_bytes(), key=signers.log.verifier())
-    verify_seconds = time.perf_counter() - started
-    assert report.count == args.steps and report.closed
-
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "appliance.verify", str(out), "--key", signers.log.verifier().to_text()],
-                          capture_output=True, text=True, cwd=ROOT)
-    cli_seconds = time.perf_counter() - started
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    figures.update(export_seconds=round(export_seconds, 3), verify_seconds=round(verify_seconds, 3),
-                   verify_cli_seconds=round(cli_seconds, 3), total_seconds=round(export_seconds + cli_seconds, 3),
-                   bundle_bytes=len(data), bytes_per_entry=round(len(data) / args.steps))
-    print(f"export of a {args.steps:,}-step run from {args.entries:,} entries: {export_seconds:.3f} s")
-    print(f"offline verify in-process: {verify_seconds:.3f} s; `python -m appliance.verify`: {cli_seconds:.3f} s")
-    print(f"export + offline verify (CLI): {export_seconds + cli_seconds:.3f} s (target < 2 s)")
-    print(f"bundle: {len(data):,} bytes, {len(data) / args.steps:,.0f} bytes per entry")
+    runs = [measure(conn, signers, out, args.steps) for _ in range(args.repeat)]
+    data_size = out.stat().st_size
+    for number, run in enumerate(runs, 1):
+        print(f"run {number} (load average {run['load_average']}): export {run['export_seconds']:.3f} s "
+              f"(CPU {run['export_cpu']:.3f}); verify in-process {run['verify_seconds']:.3f} s "
+              f"(CPU {run['verify_cpu']:.3f}); `python -m appliance.verify` {run['verify_cli_seconds']:.3f} s "
+              f"(CPU {run['verify_cli_cpu']:.3f}); export + CLI verify {run['total_seconds']:.3f} s "
+              f"(CPU {run['total_cpu']:.3f}; target < 2 s)")
+    if len(runs) > 1:
+        for key in ("export_seconds", "verify_cli_seconds", "total_seconds", "total_cpu"):
+            values = [run[key] for run in runs]
+            print(f"{key}: {min(values):.3f}..{max(values):.3f} over {len(runs)} runs")
+    print(f"bundle: {data_size:,} bytes, {data_size / args.steps:,.0f} bytes per entry")
+    figures.update(runs=runs, bundle_bytes=data_size, bytes_per_entry=round(data_size / args.steps))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     conn.close()

@@ -179,6 +179,28 @@ class Outbox:
     def running(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
+    def stop_then_push(self, budget: float) -> list[PushResult] | None:
+        """At shutdown, after the last checkpoint was cut: stop the workers, then try every anchor
+        once (`push`), all within `budget` seconds. None when that did not finish in time: what is
+        left is published at the next start (a publish cut short is repeated; anchors accept that)."""
+        deadline = time.monotonic() + budget
+        self.stop(timeout=budget / 2)
+        if not self.anchors:
+            return []
+        results: list[PushResult] = []
+
+        def push() -> None:
+            try:
+                results.extend(self.push())
+            except Exception:  # noqa: BLE001 - shutting down: the next start publishes what is left
+                log.exception("the last push to the anchors at shutdown failed")
+
+        # A daemon thread, so an anchor that hangs past its own timeouts cannot hold the exit.
+        thread = threading.Thread(target=push, name="runlog-anchor-final", daemon=True)
+        thread.start()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        return None if thread.is_alive() else results
+
     def wake(self) -> None:
         """Look for new checkpoints now rather than at the next poll (a checkpoint was just cut)."""
         for wake in self._wakes.values():

@@ -52,16 +52,17 @@ def _backup(args: argparse.Namespace) -> int:
         final = destination(args.dest, datetime.now(timezone.utc))
         if final.exists() and not args.force:
             raise BackupError(f"{final} exists; give --force to replace it")
-        keys, notes = _keys(args)
         copy = snapshot(source, temporary_path(final))
-    except (BackupError, _Usage) as error:
+    except BackupError as error:
         _say(str(error))
         return EXIT_USAGE
     try:
+        # The keys the copy is checked with, found as `runlog verify --db COPY` finds them.
+        keys, notes = _keys(argparse.Namespace(db=copy.path, key=args.key, clock_key=args.clock_key))
         report = verify_store(copy.path, keys, notes=notes)
         if report.ok:
             publish(copy.path, final, overwrite=args.force)
-    except BackupError as error:
+    except (BackupError, _Usage) as error:
         _say(str(error))
         return EXIT_USAGE
     finally:

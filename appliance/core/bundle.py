@@ -10,17 +10,17 @@ of the RFC 8785 form of the bundle without its `signature` member. Building does
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import rfc8785
 
+from appliance.core.entry import plain_json_text
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import sha256
 from appliance.core.keys import NoteSigner
 from appliance.core.note import sign_note
-from appliance.core.tlog_proof import TlogProof
+from appliance.core.tlog_proof import proof_texts
 
 BUNDLE_FORMAT = "runlog-evidence/v1"
 SIGNATURE_HEADER = "runlog-evidence-signature/v1"
@@ -55,18 +55,19 @@ class AnchorLocation:
 
 
 def _plain(value: object) -> bool:
-    """True when `value` holds no float and no non-ASCII object key: then sorted compact JSON
-    with `ensure_ascii=False` is byte-identical to RFC 8785 (the entry encoder relies on the same)."""
+    """True when `value` holds no float, no integer beyond +-(2^53-1) and no non-ASCII object key:
+    then `plain_json_text` is byte-identical to RFC 8785."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, dict):
-            if not all(isinstance(key, str) and key.isascii() for key in item):
+        kind = type(item)
+        if kind is dict:
+            if not all(type(key) is str and key.isascii() for key in item):
                 return False
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif kind is list:
             stack.extend(item)
-        elif isinstance(item, float) or (isinstance(item, int) and not -(2**53) < item < 2**53):
+        elif kind is float or (kind is int and not -(2**53) < item < 2**53):  # type: ignore[operator]
             return False
     return True
 
@@ -77,11 +78,15 @@ def canonical_json(value: object) -> bytes:
     Raises `InvalidInput` for values RFC 8785 cannot represent (lone surrogates, huge integers, NaN)."""
     try:
         if _plain(value):
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                              allow_nan=False).encode("utf-8")
+            return plain_json_text(value).encode("utf-8")
         return rfc8785.dumps(value)
     except (ValueError, TypeError, RecursionError) as error:  # UnicodeEncodeError, CanonicalizationError
         raise InvalidInput(f"not representable in RFC 8785 JSON: {error}", field="bundle") from None
+
+
+def _object_bytes(members: dict[str, bytes]) -> bytes:
+    """RFC 8785 bytes of an object from its members' canonical bytes (keys: plain ASCII names)."""
+    return b"{" + b",".join(b'"%s":%s' % (key.encode("ascii"), members[key]) for key in sorted(members)) + b"}"
 
 
 def bundle_digest(bundle: dict) -> bytes:
@@ -97,7 +102,15 @@ def signature_text(origin: str, trace_id: str, digest: bytes) -> str:
     return f"{SIGNATURE_HEADER}\n{origin}\ntrace {trace_id}\nsha256 {digest.hex()}\n"
 
 
-def build_bundle(
+@dataclass(frozen=True)
+class SignedBundle:
+    """A signed bundle as a JSON object, and the file: its RFC 8785 bytes (`bundle_bytes(bundle)`)."""
+
+    bundle: dict
+    data: bytes
+
+
+def sign_bundle(
     *,
     trace_id: str,
     checkpoint: str,
@@ -107,8 +120,8 @@ def build_bundle(
     daily_roots: Sequence[DailyRootProof] = (),
     anchors: Sequence[AnchorLocation] = (),
     exported_at: str,
-) -> dict:
-    """The signed bundle as a JSON object (serialise it with `bundle_bytes`).
+) -> SignedBundle:
+    """The signed bundle, each member encoded to RFC 8785 once for both the digest and the file.
 
     Preconditions: `checkpoint` is the signed note of the tree the proofs lead to, signed by
     `signer` (whose name is the origin); entries are the run's, in run order; nothing is checked
@@ -123,10 +136,8 @@ def build_bundle(
         "exported_at": exported_at,
         "keys": {"log": signer.verifier().to_text(), "clock": clock_key},
         "checkpoint": checkpoint,
-        "entries": [
-            {"entry": e.data.decode("utf-8"), "proof": TlogProof(e.seq, e.proof, checkpoint).to_text()}
-            for e in entries
-        ],
+        "entries": [{"entry": e.data.decode("utf-8"), "proof": text}
+                    for e, text in zip(entries, proof_texts([(e.seq, e.proof) for e in entries], checkpoint))],
         "daily_roots": [
             {"day": d.day, "size": d.size, "checkpoint": d.checkpoint,
              "consistency": [base64.b64encode(h).decode("ascii") for h in d.consistency]}
@@ -134,9 +145,11 @@ def build_bundle(
         ],
         "anchors": [{"anchor": a.anchor, "size": a.size, "location": a.location} for a in anchors],
     }
-    text = signature_text(signer.name, trace_id, bundle_digest(bundle))
+    members = {key: canonical_json(value) for key, value in bundle.items()}
+    text = signature_text(signer.name, trace_id, sha256(_object_bytes(members)))  # = bundle_digest(bundle)
     bundle["signature"] = sign_note(text, [signer]).decode("utf-8")
-    return bundle
+    members["signature"] = canonical_json(bundle["signature"])
+    return SignedBundle(bundle, _object_bytes(members))
 
 
 def bundle_bytes(bundle: dict) -> bytes:

@@ -68,6 +68,12 @@ def _make_fast_encoder() -> Callable[[Any], str]:
 _fast_attrs_text = _make_fast_encoder()
 
 
+def plain_json_text(value: Any) -> str:
+    """RFC 8785 text of a JSON value that holds no float, no integer beyond +-(2^53-1) and only
+    ASCII object keys (the caller checks that; `encode_entry` uses the same encoder for attrs)."""
+    return _fast_attrs_text(value)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
     """One event. Values are not checked here; `encode_entry` checks them all.

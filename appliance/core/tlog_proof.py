@@ -8,9 +8,9 @@ caller opens the checkpoint and checks the proof against it.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from appliance.core.errors import NoteFormatError
@@ -22,6 +22,7 @@ MAX_PROOF_HASHES = 64  # an inclusion proof in a tree below 2^64 leaves has at m
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 # 32 bytes in padded standard base64, canonical: the last digit before "=" has its two low bits clear.
 _HASH_B64 = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+_HASH_LINES = re.compile(f"{_HASH_B64.pattern}(?:\n{_HASH_B64.pattern})*")
 
 
 class TlogProofError(NoteFormatError):
@@ -38,12 +39,10 @@ class TlogProof:
     extra: bytes | None = None
 
     def to_text(self) -> str:
-        lines = [HEADER]
+        head = [HEADER]
         if self.extra is not None:
-            lines.append("extra " + base64.b64encode(self.extra).decode("ascii"))
-        lines.append(f"index {self.index}")
-        lines.extend(base64.b64encode(h).decode("ascii") for h in self.hashes)
-        return "\n".join(lines) + "\n\n" + self.checkpoint
+            head.append("extra " + _b64(self.extra))
+        return _text(head, self.index, map(_b64, self.hashes), self.checkpoint)
 
     @classmethod
     def from_text(cls, text: object) -> TlogProof:
@@ -67,8 +66,31 @@ class TlogProof:
             raise TlogProofError(f"tlog-proof index {index_text[:30]!r} is not a decimal below 2^64", field="index")
         if len(rest) > MAX_PROOF_HASHES:
             raise TlogProofError(f"tlog-proof has more than {MAX_PROOF_HASHES} hashes", field="proof")
-        for number, line in enumerate(rest):
-            if _HASH_B64.fullmatch(line) is None:
-                raise TlogProofError(f"proof hash {number} is not {HASH_SIZE} bytes in canonical base64",
-                                     field="proof")
-        return cls(int(index_text), tuple(binascii.a2b_base64(line) for line in rest), checkpoint, extra)
+        if rest and _HASH_LINES.fullmatch("\n".join(rest)) is None:  # one match for all; then find which
+            number = next(n for n, line in enumerate(rest) if _HASH_B64.fullmatch(line) is None)
+            raise TlogProofError(f"proof hash {number} is not {HASH_SIZE} bytes in canonical base64", field="proof")
+        return cls(int(index_text), tuple(map(binascii.a2b_base64, rest)), checkpoint, extra)
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _text(head: list[str], index: int, hashes: Iterable[str], checkpoint: str) -> str:
+    head.append(f"index {index}")
+    head.extend(hashes)
+    return "\n".join(head) + "\n\n" + checkpoint
+
+
+def proof_texts(proofs: Iterable[tuple[int, Sequence[bytes]]], checkpoint: str) -> list[str]:
+    """`TlogProof(index, hashes, checkpoint).to_text()` of many proofs of one tree, without extra
+    lines; a hash many proofs share (every path's upper part) is base64-encoded once."""
+    texts: dict[bytes, str] = {}
+
+    def b64(digest: bytes) -> str:
+        text = texts.get(digest)
+        if text is None:
+            text = texts[digest] = _b64(digest)
+        return text
+
+    return [_text([HEADER], index, map(b64, hashes), checkpoint) for index, hashes in proofs]

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import date
 
-from appliance.core.bundle import AnchorLocation, DailyRootProof, ExportedEntry, build_bundle
+from appliance.core.bundle import AnchorLocation, DailyRootProof, ExportedEntry, SignedBundle, sign_bundle
 from appliance.core.checkpoint import Checkpoint
 from appliance.core.csv_export import build_csv, sign_csv
 from appliance.core.keys import NoteSigner
@@ -174,13 +174,22 @@ def gather_evidence(conn: sqlite3.Connection, trace_id: str, *, day: date | None
     return RunEvidence(trace_id, checkpoint, entries, daily_proofs, anchors)
 
 
+def export_signed_bundle(conn: sqlite3.Connection, trace_id: str, *, signer: NoteSigner, clock_key: str | None,
+                         exported_at: str, day: date | None = None) -> SignedBundle:
+    """The signed JSON bundle of run `trace_id` (see `gather_evidence`): `.data` is the file,
+    `.bundle` the same as a JSON object. `signer` is the log key."""
+    evidence = gather_evidence(conn, trace_id, day=day)
+    return sign_bundle(trace_id=trace_id, checkpoint=evidence.checkpoint.note, entries=evidence.entries,
+                       signer=signer, clock_key=clock_key, daily_roots=evidence.daily_roots,
+                       anchors=evidence.anchors, exported_at=exported_at)
+
+
 def export_bundle(conn: sqlite3.Connection, trace_id: str, *, signer: NoteSigner, clock_key: str | None,
                   exported_at: str, day: date | None = None) -> dict:
-    """The signed JSON bundle of run `trace_id` (see `gather_evidence`). `signer` is the log key."""
-    evidence = gather_evidence(conn, trace_id, day=day)
-    return build_bundle(trace_id=trace_id, checkpoint=evidence.checkpoint.note, entries=evidence.entries,
-                        signer=signer, clock_key=clock_key, daily_roots=evidence.daily_roots,
-                        anchors=evidence.anchors, exported_at=exported_at)
+    """`export_signed_bundle(...).bundle`: the bundle as a JSON object (a file needs `bundle_bytes`
+    of it, which encodes it again: `export_signed_bundle(...).data` is that file already)."""
+    return export_signed_bundle(conn, trace_id, signer=signer, clock_key=clock_key, exported_at=exported_at,
+                                day=day).bundle
 
 
 def export_csv(conn: sqlite3.Connection, trace_id: str, *, signer: NoteSigner,

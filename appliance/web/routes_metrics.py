@@ -1,7 +1,9 @@
-"""`GET /metrics`: Prometheus text exposition (format 0.0.4) of the log, the writer, the last
-checkpoint and every anchor's outbox. Public like /healthz: it shows counts and ages, no content."""
+"""`GET /metrics`: Prometheus text exposition (format 0.0.4) of the log, the writer, request
+latency, the store's files, the last checkpoint and every anchor's outbox. Public like /healthz:
+it shows counts, sizes and ages, no content."""
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get
@@ -11,6 +13,7 @@ from appliance.core.timefmt import parse_utc
 from appliance.service import Appliance
 from appliance.store.checkpoints import latest_checkpoint
 from appliance.store.tiles import TreeReader
+from appliance.web.instruments import Histogram, Instruments
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -29,6 +32,15 @@ class _Exposition:
             rendered = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
             self.lines.append(f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}")
 
+    def histogram(self, name: str, help_text: str, series: list[tuple[dict[str, str], Histogram]]) -> None:
+        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        for labels, histogram in series:
+            rendered = "".join(f'{key}="{_label(val)}",' for key, val in labels.items())
+            buckets = histogram.cumulative()
+            self.lines += [f'{name}_bucket{{{rendered}le="{le}"}} {count}' for le, count in buckets]
+            braces = f"{{{rendered.rstrip(',')}}}" if rendered else ""
+            self.lines += [f"{name}_sum{braces} {histogram.sum}", f"{name}_count{braces} {buckets[-1][1]}"]
+
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
@@ -46,6 +58,17 @@ def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     out.metric("runlog_writer_last_group_events", "gauge", "Events in the writer's last group commit.",
                [({}, appliance.writer.last_group_events)])
     out.metric("runlog_writer_up", "gauge", "1 while the writer accepts appends.", [({}, int(appliance.writer.running))])
+    out.metric("runlog_writer_queue_depth", "gauge", "Append requests waiting for the writer's next group commit.",
+               [({}, appliance.writer.queue_depth)])
+    instruments: Instruments = request.app.state.instruments
+    out.metric("runlog_events_ingested_total", "counter", "Entries appended to the log since start.",
+               [({}, instruments.events_ingested)])
+    out.histogram("runlog_writer_commit_entries", "Entries per group commit.", [({}, instruments.commit_sizes)])
+    out.histogram("runlog_http_request_duration_seconds", "HTTP request latency by route template, method and status.",
+                  [({"route": route, "method": method, "status": status}, histogram)
+                   for (route, method, status), histogram in sorted(list(instruments.requests.items()))])
+    out.metric("runlog_store_bytes", "gauge", "Size of the store's files: the database and its write-ahead log.",
+               [({"file": kind}, _size(path)) for kind, path in _store_files(appliance.settings.db_path)])
     latest = latest_checkpoint(conn)
     if latest is not None:
         age = (now - parse_utc(latest.cut_at, field="cut_at")).total_seconds()
@@ -62,4 +85,17 @@ def metrics(request: Request[Any, Any, Any]) -> Response[str]:
                    [({"anchor": s.anchor}, int(s.failed)) for s in statuses])
         out.metric("runlog_anchor_error", "gauge", "1 when the anchor's last attempt failed.",
                    [({"anchor": s.anchor}, int(s.last_error is not None)) for s in statuses])
+        out.metric("runlog_anchor_published_size", "gauge", "Tree size of the largest checkpoint the anchor holds from us.",
+                   [({"anchor": s.anchor}, s.last_published_size or 0) for s in statuses])
     return Response(out.text(), media_type=CONTENT_TYPE)
+
+
+def _store_files(db_path: Path) -> list[tuple[str, Path]]:
+    return [("db", db_path), ("wal", db_path.with_name(db_path.name + "-wal"))]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # no WAL between checkpoints that truncate it, or before the first write
+        return 0

@@ -12,7 +12,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.core.bundle import DailyRootProof, ExportedEntry, build_bundle, bundle_bytes, canonical_json
+from appliance.core.bundle import (DailyRootProof, ExportedEntry, SignedBundle, bundle_bytes, canonical_json,
+                                   sign_bundle)
 from appliance.core.bundle_verify import BundleError, BundleFormatError, verify_bundle
 from appliance.core.checkpoint import Checkpoint, sign_checkpoint
 from appliance.core.cosignature import generate_cosigner
@@ -44,17 +45,21 @@ def signed_note(size: int, timestamp: int = 1772355600) -> str:
 
 
 def make_bundle(size: int = len(LOG), daily_size: int = 3) -> dict:
+    return make_signed_bundle(size, daily_size).bundle
+
+
+def make_signed_bundle(size: int = len(LOG), daily_size: int = 3) -> SignedBundle:
     """The bundle of run RUN against the vector log's tree of `size`, with one daily root."""
     note = signed_note(size)
     entries = [ExportedEntry(seq, data, tuple(inclusion_proof(seq, size, _node(size))))
                for seq, data in enumerate(LOG[:size]) if json.loads(data)["trace_id"] == RUN]
     daily = [DailyRootProof("2026-03-01", daily_size, signed_note(daily_size),
                             tuple(consistency_proof(daily_size, size, _node(size))))]
-    return build_bundle(trace_id=RUN, checkpoint=note, entries=entries, signer=SIGNER,
-                        clock_key=CLOCK.verifier().to_text(), daily_roots=daily, exported_at="2026-03-02T00:00:00Z")
+    return sign_bundle(trace_id=RUN, checkpoint=note, entries=entries, signer=SIGNER,
+                       clock_key=CLOCK.verifier().to_text(), daily_roots=daily, exported_at="2026-03-02T00:00:00Z")
 
 
-BUNDLE_BYTES = bundle_bytes(make_bundle())
+BUNDLE_BYTES = make_signed_bundle().data
 
 
 def test_round_trip_reports_what_is_proven():
@@ -145,6 +150,11 @@ def test_csv_signed_and_tampers_caught():
 
 def test_bundle_file_is_byte_identical_to_rfc8785():
     assert BUNDLE_BYTES == rfc8785.dumps(json.loads(BUNDLE_BYTES))
+
+
+def test_the_file_encoded_member_by_member_is_the_bundle_encoded_whole():
+    signed = make_signed_bundle(size=5)
+    assert signed.data == bundle_bytes(signed.bundle) == rfc8785.dumps(signed.bundle)
 
 
 _JSON = st.recursive(

@@ -1,0 +1,75 @@
+"""One JSON log line and one latency observation per HTTP request.
+
+`RequestLog` wraps the whole Litestar app (not a route middleware, so unknown routes and wrong
+methods are counted too). A line holds the method, the route template (never the raw path or
+query: a download link's path is a credential), the status, the latency in ms, the token's name
+when one was admitted, and the run's trace ID when the path or a `traceparent` / `X-Amzn-Trace-Id`
+header names one. Headers and bodies are never logged.
+"""
+
+import logging
+import re
+import time
+from typing import Any
+
+from appliance.logs import REQUEST_LOGGER, log_request
+from appliance.web.auth import TOKEN_KEY
+from appliance.web.instruments import Instruments
+
+log = logging.getLogger(REQUEST_LOGGER)
+
+UNMATCHED = "unmatched"
+_TRACE_ID = re.compile(rb"[0-9a-f]{32}")
+_XRAY_ROOT = re.compile(rb"Root=1-([0-9a-f]{8})-([0-9a-f]{24})(?:;|$)")
+
+
+def trace_id_of(scope: dict[str, Any]) -> str | None:
+    """The trace ID the request's path or correlation headers name (a well-formed one), or None."""
+    from_path = scope.get("path_params", {}).get("trace_id")
+    if isinstance(from_path, str) and _TRACE_ID.fullmatch(from_path.encode()):
+        return from_path
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            if value[2:3] == b"-" and _TRACE_ID.fullmatch(value, 3, 35):
+                return value[3:35].decode()
+        elif name == b"x-amzn-trace-id":
+            match = _XRAY_ROOT.search(value)
+            if match:
+                return (match[1] + match[2]).decode()
+    return None
+
+
+class RequestLog:
+    """ASGI middleware: time each HTTP request, observe it in `instruments`, log one line."""
+
+    def __init__(self, app: Any, instruments: Instruments) -> None:
+        self.app, self.instruments = app, instruments
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: the app failed before answering
+
+        async def observed_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("path_template") or UNMATCHED  # set by Litestar's router on the same scope
+            self.instruments.observe_request(route, scope["method"], status, seconds)
+            if log.isEnabledFor(logging.INFO):
+                fields = {"method": scope["method"], "route": route, "status": status, "ms": round(seconds * 1000, 3)}
+                trace_id = trace_id_of(scope)
+                if trace_id is not None:
+                    fields["trace_id"] = trace_id
+                holder = scope.get(TOKEN_KEY)
+                if holder is not None:
+                    fields["source"] = holder.name
+                log_request(fields)
