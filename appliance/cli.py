@@ -3,6 +3,7 @@
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -16,6 +17,8 @@ from appliance.commands import export as export_command
 from appliance.commands import keys as keys_command
 from appliance.commands import verify as verify_command
 from appliance.core.errors import RunlogError
+
+GRACEFUL_SHUTDOWN_SECONDS = 5  # for requests in flight at SIGTERM
 
 
 def _settings():
@@ -56,6 +59,7 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from appliance.logs import configure_logging, secrets_of
     from appliance.service import init_appliance
     from appliance.web.app import create_app
 
@@ -63,9 +67,15 @@ def _serve(args: argparse.Namespace) -> int:
     result = init_appliance(settings)
     if result.admin_token:
         _say(f"admin token (shown once; keep it in a secret store): {result.admin_token}")
-    _say(f"runlog {__version__} serving {settings.origin} at {settings.public_url} (store {settings.db_path})")
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, access_log=False,
-                            log_level="warning", lifespan="on", timeout_graceful_shutdown=20)
+    app = create_app(settings)
+    configure_logging(secrets=secrets_of(settings))  # after create_app: building the app configures logging too
+    logging.getLogger("runlog.serve").info("serving", extra={"fields": {
+        "version": __version__, "origin": settings.origin, "url": settings.public_url, "store": str(settings.db_path)}})
+    # log_config=None: uvicorn's own lines go through the JSON handler; no access log (one line per
+    # request comes from appliance.web.request_log). The graceful timeout plus the shutdown's
+    # anchoring budget (service.SHUTDOWN_ANCHOR_SECONDS) stay below Docker's 10 s stop timeout.
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_config=None,
+                            log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan drains the writer), then re-raises
     # the signal with the handler that was installed before it: make that a clean exit, status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):

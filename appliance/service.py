@@ -4,8 +4,10 @@
 existing admin token. `open_appliance` loads what `init_appliance` made and starts the writer.
 """
 
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +29,11 @@ from appliance.store.tokens import TokenAuthenticator, create_token, hash_token,
 from appliance.store.writer import Writer
 
 LOG_KEY, CLOCK_KEY = "log", "clock"
+# At shutdown, for the anchors' one try at the last checkpoint; with uvicorn's graceful timeout
+# (cli.GRACEFUL_SHUTDOWN_SECONDS) it stays below Docker's default 10 s stop timeout.
+SHUTDOWN_ANCHOR_SECONDS = 3.0
+
+log = logging.getLogger("runlog.service")
 
 
 @dataclass(frozen=True)
@@ -122,12 +129,19 @@ class Appliance:
         return conn
 
     def close(self) -> None:
-        if self.outbox is not None:
-            self.outbox.stop()
+        """Shut down in the order that loses nothing and publishes everything: the writer commits
+        what is queued, the last checkpoint covers every acknowledged entry, the anchors get one
+        try at it (what they miss is published at the next start)."""
+        started = time.monotonic()
         self.writer.stop()
         if self.checkpointer is not None:
-            self.checkpointer.stop()  # after the writer drained: the last checkpoint covers every acknowledged entry
+            self.checkpointer.stop()
+        pushed = self.outbox.stop_then_push(SHUTDOWN_ANCHOR_SECONDS) if self.outbox is not None else []
         self.tokens.close()
+        anchors = "timed out" if pushed is None else [
+            {"anchor": p.anchor, "published": p.published, "pending": p.pending, "error": p.error} for p in pushed]
+        log.info("stopped", extra={"fields": {"entries": self.writer.size, "anchors": anchors,
+                                              "seconds": round(time.monotonic() - started, 3)}})
 
 
 def open_appliance(settings: Settings) -> Appliance:
@@ -149,5 +163,8 @@ def open_appliance(settings: Settings) -> Appliance:
     checkpointer.start()  # cuts the daily roots missed while the appliance was down
     outbox = Outbox(settings.db_path, anchors, origin=settings.origin)
     outbox.start()
+    log.info("started", extra={"fields": {"origin": settings.origin, "entries": writer.size,
+                                          "anchors": [anchor.name for anchor in anchors],
+                                          "checkpoint_interval": settings.checkpoint_interval}})
     return Appliance(settings, log_signer, clock_signer, writer, tokens, anchors, outbox, checkpointer=checkpointer)
 
