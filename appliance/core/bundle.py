@@ -10,8 +10,10 @@ of the RFC 8785 form of the bundle without its `signature` member. Building does
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import rfc8785
 
@@ -20,7 +22,7 @@ from appliance.core.errors import InvalidInput
 from appliance.core.hashing import sha256
 from appliance.core.keys import NoteSigner
 from appliance.core.note import sign_note
-from appliance.core.tlog_proof import proof_texts
+from appliance.core.tlog_proof import proof_heads
 
 BUNDLE_FORMAT = "runlog-evidence/v1"
 SIGNATURE_HEADER = "runlog-evidence-signature/v1"
@@ -104,10 +106,13 @@ def signature_text(origin: str, trace_id: str, digest: bytes) -> str:
 
 @dataclass(frozen=True)
 class SignedBundle:
-    """A signed bundle as a JSON object, and the file: its RFC 8785 bytes (`bundle_bytes(bundle)`)."""
+    """A signed bundle file: its RFC 8785 bytes, and (parsed on first use) the same as a JSON object."""
 
-    bundle: dict
     data: bytes
+
+    @cached_property
+    def bundle(self) -> dict:
+        return json.loads(self.data)
 
 
 def sign_bundle(
@@ -124,32 +129,40 @@ def sign_bundle(
     """The signed bundle, each member encoded to RFC 8785 once for both the digest and the file.
 
     Preconditions: `checkpoint` is the signed note of the tree the proofs lead to, signed by
-    `signer` (whose name is the origin); entries are the run's, in run order; nothing is checked
-    here that the verifier checks.
+    `signer` (whose name is the origin); entries are the run's, in run order, their `data` UTF-8;
+    nothing is checked here that the verifier checks.
     """
     if not entries:
         raise InvalidInput("a bundle needs at least one entry", field="entries")
-    bundle = {
+    members = {key: canonical_json(value) for key, value in {
         "format": BUNDLE_FORMAT,
         "origin": signer.name,
         "trace_id": trace_id,
         "exported_at": exported_at,
         "keys": {"log": signer.verifier().to_text(), "clock": clock_key},
         "checkpoint": checkpoint,
-        "entries": [{"entry": e.data.decode("utf-8"), "proof": text}
-                    for e, text in zip(entries, proof_texts([(e.seq, e.proof) for e in entries], checkpoint))],
         "daily_roots": [
             {"day": d.day, "size": d.size, "checkpoint": d.checkpoint,
              "consistency": [base64.b64encode(h).decode("ascii") for h in d.consistency]}
             for d in daily_roots
         ],
         "anchors": [{"anchor": a.anchor, "size": a.size, "location": a.location} for a in anchors],
-    }
-    members = {key: canonical_json(value) for key, value in bundle.items()}
+    }.items()}
+    members["entries"] = _entries_json(entries, checkpoint)
     text = signature_text(signer.name, trace_id, sha256(_object_bytes(members)))  # = bundle_digest(bundle)
-    bundle["signature"] = sign_note(text, [signer]).decode("utf-8")
-    members["signature"] = canonical_json(bundle["signature"])
-    return SignedBundle(bundle, _object_bytes(members))
+    members["signature"] = canonical_json(sign_note(text, [signer]).decode("utf-8"))
+    return SignedBundle(_object_bytes(members))
+
+
+def _entries_json(entries: Sequence[ExportedEntry], checkpoint: str) -> bytes:
+    """RFC 8785 bytes of the `entries` member, [{"entry": text, "proof": tlog-proof text}, ...],
+    put together from JSON strings: the checkpoint that ends every proof is encoded once."""
+    note = canonical_json(checkpoint)[1:]  # without its opening quote
+    heads = proof_heads((e.seq, e.proof) for e in entries)
+    # A head's only character that JSON escapes is the newline (see proof_heads).
+    return b"[" + b",".join(
+        b'{"entry":%s,"proof":"%s%s}' % (canonical_json(e.data.decode("utf-8")), head.replace(b"\n", b"\\n"), note)
+        for e, head in zip(entries, heads)) + b"]"
 
 
 def bundle_bytes(bundle: dict) -> bytes:

@@ -18,6 +18,7 @@ from appliance.core.hashing import HASH_SIZE
 from appliance.core.keys import b64decode_strict
 
 HEADER = "c2sp.org/tlog-proof@v1"
+_HEADER_BYTES = HEADER.encode("ascii")
 MAX_PROOF_HASHES = 64  # an inclusion proof in a tree below 2^64 leaves has at most 64 hashes
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 # 32 bytes in padded standard base64, canonical: the last digit before "=" has its two low bits clear.
@@ -39,10 +40,7 @@ class TlogProof:
     extra: bytes | None = None
 
     def to_text(self) -> str:
-        head = [HEADER]
-        if self.extra is not None:
-            head.append("extra " + _b64(self.extra))
-        return _text(head, self.index, map(_b64, self.hashes), self.checkpoint)
+        return _head(self.index, self.hashes, self.extra).decode("ascii") + self.checkpoint
 
     @classmethod
     def from_text(cls, text: object) -> TlogProof:
@@ -72,25 +70,14 @@ class TlogProof:
         return cls(int(index_text), tuple(map(binascii.a2b_base64, rest)), checkpoint, extra)
 
 
-def _b64(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
+def _head(index: int, hashes: Iterable[bytes], extra: bytes | None = None) -> bytes:
+    """The text before the checkpoint, empty line included (b2a_base64 ends each line in a newline)."""
+    extra_line = b"" if extra is None else b"extra " + binascii.b2a_base64(extra)
+    return b"%s\n%sindex %d\n%s\n" % (_HEADER_BYTES, extra_line, index, b"".join(map(binascii.b2a_base64, hashes)))
 
 
-def _text(head: list[str], index: int, hashes: Iterable[str], checkpoint: str) -> str:
-    head.append(f"index {index}")
-    head.extend(hashes)
-    return "\n".join(head) + "\n\n" + checkpoint
-
-
-def proof_texts(proofs: Iterable[tuple[int, Sequence[bytes]]], checkpoint: str) -> list[str]:
-    """`TlogProof(index, hashes, checkpoint).to_text()` of many proofs of one tree, without extra
-    lines; a hash many proofs share (every path's upper part) is base64-encoded once."""
-    texts: dict[bytes, str] = {}
-
-    def b64(digest: bytes) -> str:
-        text = texts.get(digest)
-        if text is None:
-            text = texts[digest] = _b64(digest)
-        return text
-
-    return [_text([HEADER], index, map(b64, hashes), checkpoint) for index, hashes in proofs]
+def proof_heads(proofs: Iterable[tuple[int, Sequence[bytes]]]) -> list[bytes]:
+    """For many proofs (index, hashes), the text of each that comes before the signed checkpoint,
+    empty line included: `TlogProof(index, hashes, checkpoint).to_text()` is the head (ASCII:
+    letters, digits, "+/=@. " and newlines) followed by the checkpoint."""
+    return [_head(index, hashes) for index, hashes in proofs]

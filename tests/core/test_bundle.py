@@ -3,6 +3,7 @@ with appliance.core alone; the tlog-proof text format; tlog-policy files; CSV ex
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -12,8 +13,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.core.bundle import (DailyRootProof, ExportedEntry, SignedBundle, bundle_bytes, canonical_json,
-                                   sign_bundle)
+from appliance.core.bundle import (DailyRootProof, ExportedEntry, SignedBundle, bundle_bytes, bundle_digest,
+                                   canonical_json, sign_bundle, signature_text)
 from appliance.core.bundle_verify import BundleError, BundleFormatError, verify_bundle
 from appliance.core.checkpoint import Checkpoint, sign_checkpoint
 from appliance.core.cosignature import generate_cosigner
@@ -155,6 +156,34 @@ def test_bundle_file_is_byte_identical_to_rfc8785():
 def test_the_file_encoded_member_by_member_is_the_bundle_encoded_whole():
     signed = make_signed_bundle(size=5)
     assert signed.data == bundle_bytes(signed.bundle) == rfc8785.dumps(signed.bundle)
+
+
+_ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)  # controls, quotes, astral: all
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_ANY_TEXT, st.integers(0, 2**63), st.lists(st.binary(min_size=32, max_size=32), max_size=4)),
+                min_size=1, max_size=4), _ANY_TEXT)
+def test_the_file_is_rfc8785_of_the_entries_and_their_tlog_proofs(items, note):
+    """The entries member is put together from JSON strings (the checkpoint escaped once): still the
+    RFC 8785 form of entry texts and tlog-proofs, and the file signature covers exactly that."""
+    entries = [ExportedEntry(seq, text.encode("utf-8"), tuple(hashes)) for text, seq, hashes in items]
+    signed = sign_bundle(trace_id=RUN, checkpoint=note, entries=entries, signer=SIGNER, clock_key=None,
+                         exported_at="2026-03-02T00:00:00Z")
+    parsed = json.loads(signed.data)
+    assert parsed["entries"] == [{"entry": text, "proof": TlogProof(seq, tuple(hashes), note).to_text()}
+                                 for text, seq, hashes in items]
+    assert signed.data == rfc8785.dumps(parsed)
+    assert parsed["signature"].startswith(signature_text(ORIGIN, RUN, bundle_digest(parsed)) + "\n")
+
+
+def test_a_malformed_proof_hash_is_named_by_its_position():
+    hashes = (bytes(32), bytes([7]) * 32, bytes(32))
+    text = TlogProof(3, hashes, "note\n").to_text()
+    second = base64.b64encode(hashes[1]).decode()
+    for bad in ("!" * 43 + "=", second[:-2] + "B=", second[:-1], second + "="):  # alphabet, canonical, length
+        with pytest.raises(TlogProofError, match="proof hash 1 is not"):
+            TlogProof.from_text(text.replace(second, bad))
 
 
 _JSON = st.recursive(

@@ -353,6 +353,13 @@ def test_errors_say_what_is_wrong():
         verify_consistency(0, 8, [], root(1), root(8))
 
 
+def test_hashes_as_bytearrays_in_a_tuple_verify_as_bytes_in_a_list():
+    proof = inclusion_proof(5, 8, NODES.__getitem__)
+    verify_inclusion(5, 8, bytearray(LEAF_HASHES[5]), tuple(map(bytearray, proof)), root(8))
+    with pytest.raises(ProofError, match="does not lead to the root"):
+        verify_inclusion(5, 8, LEAF_HASHES[5], tuple(map(bytearray, reversed(proof))), root(8))
+
+
 anything = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 70), st.binary(max_size=40), st.text(max_size=4),
     st.lists(st.one_of(st.binary(min_size=30, max_size=33), st.integers(), st.none()), max_size=8),

@@ -126,6 +126,18 @@ def test_inclusion_proofs_verify_against_the_reference_roots(big, reader):
         verify_inclusion(index, size, LEAVES[index], proof, roots[size])
 
 
+def test_the_exports_batch_proofs_are_the_tree_readers_across_tile_levels(reader):
+    """appliance.store.export plans proofs itself, reading level-0 and level-1 tile pyramids."""
+    from appliance.store.export import _Proofs
+
+    rng = random.Random(13)
+    for size in [65535, 65536, 65537, 65791, 65792, 65793, BIG, *rng.sample(CHECKED_SIZES[1100:], 8)]:
+        proofs = _Proofs(reader._conn, size)
+        for index in {0, 255, 256, 65279, 65280, 65535, 65536, size - 257, size - 1, *rng.sample(range(size), 40)}:
+            if index < size:
+                assert proofs.inclusion(index) == tuple(reader.inclusion_proof(index, size)), (index, size)
+
+
 def test_consistency_proofs_verify_against_the_reference_roots(big, reader):
     _, roots = big
     rng = random.Random(11)
