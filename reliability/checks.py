@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import orjson
 
 from appliance.anchors.outbox import anchor_status
@@ -77,6 +78,12 @@ def ledger_problems(db_path: Path, ledgers: Sequence[ClientLedger], *, show: int
     if duplicated or lost or moved:
         problems.append(f"in all: {duplicated} duplicated, {lost} acknowledged but lost, {moved} moved")
     return rows, problems
+
+
+def anchor_names(server: Server) -> list[str]:
+    """The configured anchors' names, as /healthz lists them ("anchor <name>" checks)."""
+    checks = httpx.get(f"{server.url}/healthz", timeout=30).json()["checks"]
+    return [name.split(" ", 1)[1] for name in checks if name.startswith("anchor ")]
 
 
 def wait_until_anchored(db_path: Path, anchor_names: Sequence[str], timeout: float) -> list[str]:

@@ -36,7 +36,7 @@ from urllib.parse import quote
 import httpx
 
 from appliance.store.db import connect, get_meta
-from reliability.checks import anchor_problems, ledger_problems, verify_store, wait_until_anchored
+from reliability.checks import anchor_names, anchor_problems, ledger_problems, verify_store, wait_until_anchored
 from reliability.load import ClientLedger, Load
 from reliability.postgres import PostgresTable, postgres_available
 from tests.e2e.server import ADMIN_TOKEN, Server
@@ -215,8 +215,7 @@ class Crasher:
             self.report.problems += [f"after kill {self.report.kills}: {p}" for p in problems]
 
     def _final_checks(self, ledgers: list[ClientLedger]) -> None:
-        names = [name.split(" ", 1)[1] for name in httpx.get(f"{self.server.url}/healthz", timeout=30).json()["checks"]
-                 if name.startswith("anchor ")]
+        names = anchor_names(self.server)
         self.report.anchors = names
         self.report.problems += wait_until_anchored(self.db, names, timeout=60)
         self.server.kill()  # the last kill: the store must verify as a crash leaves it

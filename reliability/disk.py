@@ -207,6 +207,7 @@ def _final(server: Server, report: DiskReport, load: Load, *, stored_must_be_ack
 
 def disk_full(work: Path, *, seconds: float = 2.0, size_mib: int = 32) -> DiskReport:
     report = DiskReport("full (tmpfs)")
+    work.mkdir(parents=True, exist_ok=True)
     with tmpfs(work / "disk", size_mib) as disk:
         server = Server(disk / "data").start()
         load = Load(server.url, ADMIN_TOKEN, 4).start()
@@ -237,6 +238,7 @@ def disk_full(work: Path, *, seconds: float = 2.0, size_mib: int = 32) -> DiskRe
 
 def disk_read_only(work: Path, *, seconds: float = 2.0, size_mib: int = 64) -> DiskReport:
     report = DiskReport("read-only (ext4 errors=remount-ro on a loop device)")
+    work.mkdir(parents=True, exist_ok=True)
     image = work / "ext4.img"
     with ext4_loop(image, work / "disk", size_mib) as disk:
         server = Server(disk / "data").start()
@@ -259,17 +261,17 @@ def disk_read_only(work: Path, *, seconds: float = 2.0, size_mib: int = 64) -> D
             raise OSError(f"umount {disk}: {done.stderr.strip()}")
         fsck = _run("e2fsck", "-fy", str(image))
         report.notes.append(f"e2fsck -fy exited {fsck.returncode} (1: errors corrected)")
+        remounted = time.monotonic()
         mount_ext4(image, disk)
         server = Server(disk / "data", port=server.port).start()
         resumed = Load(server.url, ADMIN_TOKEN, 4, ledgers=load.ledgers)  # one ledger before and after
         try:
-            started = time.monotonic()
             resumed.start()
             report.recovered_after = _wait_for_acks(resumed, timeout=30)
+            report.notes.append(f"restarted and appending again {time.monotonic() - remounted:.1f} s after the remount")
             time.sleep(seconds)
             resumed.stop()
             _cut_after_recovery(server, report)
-            report.notes.append(f"restarted and appending again {time.monotonic() - started:.1f} s after remount")
             server.terminate()
         finally:
             resumed.stop()

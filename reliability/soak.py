@@ -23,7 +23,7 @@ import httpx
 from appliance.core.bundle_verify import verify_bundle
 from appliance.core.errors import RunlogError
 from appliance.verify import load_key
-from reliability.checks import anchor_problems, ledger_problems, verify_store, wait_until_anchored
+from reliability.checks import anchor_names, anchor_problems, ledger_problems, verify_store, wait_until_anchored
 from reliability.load import RUN_STEPS, ClientLedger, Load, percentile
 from reliability.postgres import PostgresTable, postgres_available
 from tests.e2e.server import ADMIN_TOKEN, Server
@@ -150,7 +150,7 @@ def run_soak(work: Path, *, seconds: float, clients: int = 32, window: float = 1
         try:
             ledgers = _drive(server, report, seconds=seconds, clients=clients, window=window, seed=seed,
                              progress=progress)
-            names = [line.split(" ", 1)[1] for line in _anchor_checks(server)]
+            names = anchor_names(server)
             report.anchors = names
             report.problems += wait_until_anchored(server.data_dir / "runlog.sqlite", names, timeout=60)
             if server.terminate() != 0:
@@ -162,10 +162,6 @@ def run_soak(work: Path, *, seconds: float, clients: int = 32, window: float = 1
         if pg is not None:
             pg.__exit__(None, None, None)
     return report
-
-
-def _anchor_checks(server: Server) -> list[str]:
-    return [name for name in httpx.get(f"{server.url}/healthz", timeout=30).json()["checks"] if name.startswith("anchor ")]
 
 
 def _drive(server: Server, report: SoakReport, *, seconds: float, clients: int, window: float, seed: int,
