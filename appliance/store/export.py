@@ -66,6 +66,11 @@ def _target(conn: sqlite3.Connection, day: date | None) -> StoredCheckpoint:
     return StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3])
 
 
+# For each position in a tile, the (height, byte offset in that pyramid level) of its path's siblings.
+_SIBLINGS = [[(height, ((position >> height) ^ 1) * HASH_SIZE) for height in range(TILE_HEIGHT)]
+             for position in range(TILE_WIDTH)]
+
+
 def _pyramid(tile: bytes) -> list[bytes]:
     """Every level inside one tile, each as its hashes concatenated: level 0 is the tile's hashes,
     level k the perfect nodes of 2^k of them (a partial tile's odd last hash has no parent)."""
@@ -133,10 +138,8 @@ class _Proofs:
         path: list[bytes] = []
         for level in range(0, fork, TILE_HEIGHT):  # the siblings below the fork, one tile level at a time
             pyramid = self._pyramid(level // TILE_HEIGHT, index >> (level + TILE_HEIGHT))
-            position = (index >> level) & (TILE_WIDTH - 1)
-            for height in range(min(TILE_HEIGHT, fork - level)):
-                offset = ((position >> height) ^ 1) * HASH_SIZE
-                path.append(pyramid[height][offset : offset + HASH_SIZE])
+            siblings = _SIBLINGS[(index >> level) & (TILE_WIDTH - 1)][: fork - level]
+            path += [pyramid[height][offset : offset + HASH_SIZE] for height, offset in siblings]
         path.extend(self._tail(fork, index >> fork << fork))
         return tuple(path)
 
