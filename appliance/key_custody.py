@@ -24,7 +24,7 @@ from pathlib import Path
 from appliance.core.cosignature import CosignatureSigner, generate_cosigner
 from appliance.core.keys import NoteSigner, generate_signer
 from appliance.core.timefmt import parse_utc
-from appliance.keyfile import KeyFileError, load_signer, load_verifier, save_signer, save_verifier
+from appliance.keyfile import KeyFileError, fsync_directory, load_signer, load_verifier, save_signer, save_verifier
 from appliance.store import keyring
 from appliance.store.checkpoints import CheckpointSigners, last_cut_at
 from appliance.store.db import connect, get_meta, migrate
@@ -124,15 +124,7 @@ def _finish_renames(keys_dir: Path, conn: sqlite3.Connection) -> None:
                     live.unlink()
             os.replace(_file(keys_dir, role, "next.key"), live)
         os.replace(staged, _file(keys_dir, role, "pub"))
-        _fsync_dir(keys_dir)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_directory(keys_dir)
 
 
 def _seconds(text: str) -> int:
@@ -156,7 +148,8 @@ def open_keys(keys_dir: Path, origin: str, conn: sqlite3.Connection, *,
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    where = str(signing_key_file or _file(keys_dir, "log", "key"))
+    where = (f"RUNLOG_SIGNING_KEY_FILE ({signing_key_file}; after a rotation, mount the key written by "
+             "--log-key-out)" if signing_key_file else str(_file(keys_dir, "log", "key")))
     keyring.check_current(conn, "log", _verifier_text(signers.log), where)  # type: ignore[arg-type]
     keyring.check_current(conn, "clock", _verifier_text(signers.clock), str(_file(keys_dir, "clock", "key")))  # type: ignore[arg-type]
     return discard_retired(keys_dir, conn, signers)

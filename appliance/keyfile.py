@@ -92,13 +92,14 @@ def _create_exclusive(path: Path, key_text: str, mode: int) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except OSError as err:
         path.unlink(missing_ok=True)  # never leave a half-written key behind
         raise KeyFileError(f"cannot write key file {path}: {err.strerror}") from err
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a file created or renamed in `directory` survive a crash (its entry is durable)."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
