@@ -330,3 +330,21 @@ def test_the_offline_verifier_takes_the_published_keys_file_or_a_policy(log, tmp
     assert verify("after.json", "--policy", str(tmp_path / "policy")).returncode == 0
     forged = verify("forged.json", *keys_file)
     assert forged.returncode == 1 and "after its validity window ended (a retired key)" in forged.stdout
+
+
+def test_bad_key_inputs_are_refused_clearly_and_change_nothing(log, tmp_path):
+    from appliance.core.cosignature import generate_cosigner
+    from appliance.verify import run
+
+    wrong = tmp_path / "clock-as-log.key"
+    save_signer(wrong, generate_cosigner(f"{ORIGIN}/clock"))
+    for path, words in ((wrong, "is not a log key"), (tmp_path / "absent.key", "no key file")):
+        with pytest.raises(KeyFileError, match=words):
+            key_custody.load_signers(log.settings.keys_dir, ORIGIN, signing_key_file=path)
+        with pytest.raises(KeyFileError, match=words):
+            rotate_keys(log.settings.keys_dir, log.settings.db_path, ORIGIN, now=log.clock, signing_key_file=path,
+                        log_key_out=tmp_path / "new.key")
+    assert len(keyring.history(log.conn)) == 2 and not (tmp_path / "new.key").exists()
+    (tmp_path / "bad.keys").write_text("runlog-keys/v1\nlog not-a-key 2026-11-01T00:00:00Z -\n")
+    (tmp_path / "x.json").write_text("{}")
+    assert run(str(tmp_path / "x.json"), key=str(tmp_path / "bad.keys"), policy=None, as_json=False) == 2
