@@ -77,7 +77,8 @@ def load_signers(keys_dir: Path, origin: str, *, signing_key_file: Path | None =
     """The current log key (`signing_key_file`, else `log.key`) and clock key (`clock.key`), and the
     retiring keys when their files exist. Private key files readable by group or others are refused."""
     keys_dir = Path(keys_dir)
-    log = _load(Path(signing_key_file) if signing_key_file else _file(keys_dir, "log", "key"), NoteSigner, "log", origin)
+    log_path = Path(signing_key_file) if signing_key_file else _file(keys_dir, "log", "key")
+    log = _load(log_path, NoteSigner, "log", origin)
     clock = _load(_file(keys_dir, "clock", "key"), CosignatureSigner, "clock", origin)
     retiring = [_load(path, kind, role, origin) if path.exists() else None
                 for role, kind, path in (("log", NoteSigner, _file(keys_dir, "log", "retiring.key")),

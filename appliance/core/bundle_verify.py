@@ -20,7 +20,13 @@ from appliance.core.cosignature import CosignatureVerifier
 from appliance.core.entry import decode_entry, entry_hash
 from appliance.core.errors import ChainError, InvalidInput, RunlogError, VerificationError
 from appliance.core.hashing import leaf_hash
-from appliance.core.key_history import KeyWindow, TrustedCheckpoint, TrustedKeys, format_seconds, open_trusted_checkpoint
+from appliance.core.key_history import (
+    KeyWindow,
+    TrustedCheckpoint,
+    TrustedKeys,
+    format_seconds,
+    open_trusted_checkpoint,
+)
 from appliance.core.keys import NoteVerifier
 from appliance.core.note import open_note
 from appliance.core.policy import Policy
@@ -144,7 +150,8 @@ def _trusted(key: NoteVerifier | None, policy: Policy | None, keys: TrustedKeys 
     return TrustedKeys(trusted.log, (KeyWindow(clock),))
 
 
-def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None, keys: TrustedKeys | None) -> BundleReport:
+def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None,
+            keys: TrustedKeys | None) -> BundleReport:
     if sum(x is not None for x in (key, policy, keys)) != 1:  # before reading the file
         raise InvalidInput("give exactly one of a log key, a keys file and a policy", field="key")
     bundle = _parse(data)

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Union
+from typing import Union, cast
 
 from appliance.core.checkpoint import Checkpoint, CheckpointOriginError
 from appliance.core.cosignature import Cosignature, CosignatureVerifier, timestamp_of
@@ -78,7 +78,8 @@ class KeyWindow:
         for bound in (self.valid_from, self.valid_until):
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 0):
                 raise KeysFileError("window bounds are POSIX seconds", field="window")
-        if None not in (self.valid_from, self.valid_until) and self.valid_until < self.valid_from:  # type: ignore[operator]
+        start, end = self.valid_from, self.valid_until
+        if start is not None and end is not None and end < start:
             raise KeysFileError(f"key {self.label} is valid until before it is valid from", field="window")
 
     @property
@@ -156,7 +157,8 @@ class TrustedKeys:
     @property
     def current_log(self) -> NoteVerifier:
         """The log key with the latest start (the last listed among equals)."""
-        return max(enumerate(self.log), key=lambda p: (p[1].valid_from or 0, p[0]))[1].verifier  # type: ignore[return-value]
+        latest = max(range(len(self.log)), key=lambda i: (self.log[i].valid_from or 0, i))
+        return cast(NoteVerifier, self.log[latest].verifier)
 
     @property
     def bounded(self) -> bool:
@@ -175,7 +177,8 @@ def window_from_words(words: list[str], where: str) -> KeyWindow:
         raise KeysFileError(f"{where}: {error}", field="keys") from None
     if not isinstance(verifier, _ROLES[role]):
         raise KeysFileError(f"{where}: a {role} key must be a "
-                            f"{'note (type 0x01)' if role == 'log' else 'cosignature/v1 (type 0x04)'} key", field="keys")
+                            f"{'note (type 0x01)' if role == 'log' else 'cosignature/v1 (type 0x04)'} key",
+                            field="keys")
     until = None if end == OPEN else parse_seconds(end, what=f"{where}: until")
     return KeyWindow(verifier, parse_seconds(start, what=f"{where}: from"), until)
 

@@ -118,8 +118,11 @@ def describe(conn: sqlite3.Connection) -> list[dict]:
     """The history for people and APIs, oldest first: role, key string, key ID, window, state."""
     keys = history(conn)
     latest = {key.role: key.key for key in keys}
+
+    def state(key: StoredKey) -> str:
+        return "current" if latest[key.role] == key.key else "retiring" if key.valid_until is None else "retired"
+
     return [{"role": key.role, "key": key.key, "key_id": key.key.split("+")[1],
              "valid_from": format_seconds(key.valid_from),
              "valid_until": None if key.valid_until is None else format_seconds(key.valid_until),
-             "state": "current" if latest[key.role] == key.key else "retiring" if key.valid_until is None else "retired"}
-            for key in keys]
+             "state": state(key)} for key in keys]
