@@ -57,8 +57,8 @@ class AnchorLocation:
 
 
 def _plain(value: object) -> bool:
-    """True when `value` holds no float, no integer beyond +-(2^53-1) and no non-ASCII object key:
-    then `plain_json_text` is byte-identical to RFC 8785."""
+    """True when `value` holds only dicts with ASCII string keys, lists, strings, booleans, None and
+    integers within +-(2^53-1): then `plain_json_text` is byte-identical to RFC 8785."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -69,8 +69,11 @@ def _plain(value: object) -> bool:
             stack.extend(item.values())
         elif kind is list:
             stack.extend(item)
-        elif kind is float or (kind is int and not -(2**53) < item < 2**53):  # type: ignore[operator]
-            return False
+        elif kind is int:
+            if not -(2**53) < item < 2**53:
+                return False
+        elif kind is not str and kind is not bool and item is not None:
+            return False  # floats, and any other type, take rfc8785's path
     return True
 
 

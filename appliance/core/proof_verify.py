@@ -29,8 +29,8 @@ def _hash(value: object, name: str) -> bytes:
 
 
 def _path(proof: object) -> list[bytes]:
-    if type(proof) in (list, tuple) and {*map(type, proof)} <= {bytes} and {*map(len, proof)} <= {HASH_SIZE}:  # type: ignore[arg-type]
-        return list(proof)  # type: ignore[arg-type]  # the common case, checked without a call per hash
+    if type(proof) in (list, tuple) and {*map(type, proof)} <= {bytes} and {*map(len, proof)} <= {HASH_SIZE}:
+        return list(proof)  # the common case, checked without a call per hash
     if isinstance(proof, (bytes, bytearray, str)) or not isinstance(proof, Sequence):
         raise ProofError(f"proof must be a sequence of hashes, got {type(proof).__name__}")
     return [_hash(h, f"proof[{i}]") for i, h in enumerate(proof)]
