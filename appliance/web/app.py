@@ -12,7 +12,6 @@ from appliance.service import Appliance, init_appliance, open_appliance
 from appliance.settings import Settings
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.instruments import Instruments
-from appliance.web.instruments import Instruments
 from appliance.web.openapi import complete_openapi
 from appliance.web.rate_limit import FailureLimiter
 from appliance.web.routes_checkpoints import CheckpointsController
@@ -21,14 +20,12 @@ from appliance.web.routes_ingest import EventsController
 from appliance.web.routes_metrics import metrics
 from appliance.web.routes_read import EntriesController, ProofsController, health, keys
 from appliance.web.request_log import RequestLog
-from appliance.web.request_log import RequestLog
 from appliance.web.routes_runs import RunsController
 from appliance.web.routes_slack import SLACK_ROUTES, slack_lifespan
 
 
 def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Litestar:
     """The app; it opens (and closes) its own appliance unless one is given."""
-    instruments = Instruments()
     instruments = Instruments()
 
     @asynccontextmanager
@@ -40,7 +37,6 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
             opened = open_appliance(settings)
         app.state.appliance = opened
         app.state.tokens = opened.tokens
-        opened.writer.on_commit = instruments.observe_commit
         opened.writer.on_commit = instruments.observe_commit
         try:
             yield
@@ -60,8 +56,6 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
     )
     app.state.auth_limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failure_refill)
     complete_openapi(app)
-    app.state.instruments = instruments
-    app.asgi_handler = RequestLog(app.asgi_handler, instruments)  # around the router: 404s are logged too
     app.state.instruments = instruments
     app.asgi_handler = RequestLog(app.asgi_handler, instruments)  # around the router: 404s are logged too
     return app
