@@ -62,6 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
     from appliance.logs import configure_logging, secrets_of
     from appliance.service import init_appliance
     from appliance.web.app import create_app
+    from appliance.web.client_limits import server_options
 
     settings = _settings()
     result = init_appliance(settings)
@@ -75,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
     # request comes from appliance.web.request_log). The graceful timeout plus the shutdown's
     # anchoring budget (service.SHUTDOWN_ANCHOR_SECONDS) stay below Docker's 10 s stop timeout.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_config=None,
-                            log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+                            log_level="warning", lifespan="on", **server_options(settings), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan drains the writer), then re-raises
     # the signal with the handler that was installed before it: make that a clean exit, status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):

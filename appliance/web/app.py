@@ -5,11 +5,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
 from appliance.service import Appliance, init_appliance, open_appliance
 from appliance.settings import Settings
+from appliance.web.client_limits import BodyDeadline
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.instruments import Instruments
 from appliance.web.openapi import complete_openapi
@@ -51,6 +53,7 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
         lifespan=[lifespan, slack_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
+        middleware=[DefineMiddleware(BodyDeadline, seconds=settings.body_timeout)],
         openapi_config=OpenAPIConfig(title="runlog", version=__version__, path="/schema"),
         debug=False,
     )

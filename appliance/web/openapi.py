@@ -159,6 +159,9 @@ def _complete(key: tuple[str, str], operation: Operation, scope: str | None) -> 
         operation.parameters = [*(operation.parameters or []), *_HEADERS.get(key, [])]
     responses = operation.responses = dict(operation.responses or {})
     success = next((code for code in responses if code.startswith("2")), None)
+    if key in RAW_BODIES and success == "201":  # both take an Idempotency-Key
+        responses["200"] = OpenAPIResponse(description="A retry with the same Idempotency-Key: the original answer",
+                                           content=responses["201"].content)  # type: ignore[union-attr]
     if key in FILE_ANSWERS and success is not None:
         responses[success] = OpenAPIResponse(description=responses[success].description,  # type: ignore[union-attr]
                                              content=FILE_ANSWERS[key])

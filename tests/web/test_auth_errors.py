@@ -258,3 +258,86 @@ def test_ingest_errors_reach_the_client_naming_the_field(client):
     response = client.post("/v1/events", content=json.dumps({"step": "a", "status": "info"}),
                            headers={**bearer("tok-append"), "traceparent": "00-bad"})
     assert response.status_code == 400 and error_of(response)["field"] == "traceparent"
+
+
+# --- the scope matrix of the real app: every route, every kind of holder ------------------------
+
+# Every route the appliance serves and what admits a request to it: a bearer scope, or
+# "public", "link" (a signed download link) or "slack" (Slack's request signature). A route
+# missing here fails `test_every_route_is_in_the_matrix`, so new routes are classified as they land.
+ROUTE_ACCESS = {
+    ("POST", "/v1/events"): "append",
+    ("POST", "/v1/runs"): "append",
+    ("GET", "/v1/runs"): "read",
+    ("GET", "/v1/runs/{trace_id}"): "read",
+    ("GET", "/v1/entries/{seq}"): "read",
+    ("GET", "/v1/proofs/inclusion"): "read",
+    ("GET", "/v1/proofs/consistency"): "read",
+    ("GET", "/v1/runs/{trace_id}/export"): "export",
+    ("POST", "/v1/runs/{trace_id}/links"): "export",
+    ("POST", "/v1/checkpoints"): "admin",
+    ("GET", "/v1/checkpoints"): "public",
+    ("GET", "/v1/checkpoints/latest"): "public",
+    ("GET", "/v1/checkpoints/{size}"): "public",
+    ("GET", "/v1/keys"): "public",
+    ("GET", "/healthz"): "public",
+    ("GET", "/metrics"): "public",
+    ("GET", "/v1/downloads/{trace_id}/{fmt}"): "link",
+    ("POST", "/slack/commands"): "slack",
+    ("POST", "/slack/interactivity"): "slack",
+}
+REAL_ADMIN = "admin-token-for-the-scope-matrix-0123"
+HOLDERS = ["none", "unknown", "append", "read", "export", "admin"]
+
+
+def _served_routes(app: Litestar) -> set[tuple[str, str]]:
+    return {(method, route.path_format) for route in app.routes if hasattr(route, "route_handlers")
+            for handler in route.route_handlers for method in handler.http_methods
+            if method != "OPTIONS" and not route.path_format.startswith("/schema")}
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    from appliance.settings import Settings
+    from appliance.store.db import connect
+    from appliance.store.tokens import create_token
+    from appliance.web.app import create_app
+
+    settings = Settings.from_env({"RUNLOG_DATA_DIR": str(tmp_path_factory.mktemp("matrix")),
+                                  "RUNLOG_ADMIN_TOKEN": REAL_ADMIN, "RUNLOG_SYNCHRONOUS": "NORMAL",
+                                  "RUNLOG_AUTH_FAILURE_BURST": "100000"})
+    with TestClient(create_app(settings)) as test_client:
+        conn = connect(settings.db_path)
+        conn.execute("BEGIN IMMEDIATE")
+        tokens = {scope: create_token(conn, f"matrix-{scope}", [scope], now="2026-11-28T00:00:00Z")[0]
+                  for scope in ("append", "read", "export")}
+        conn.execute("COMMIT")
+        tokens.update(admin=REAL_ADMIN, unknown="rl_" + "x" * 43)
+        started = test_client.post("/v1/runs", json={"step": "matrix"}, headers=bearer(REAL_ADMIN)).json()
+        assert test_client.post("/v1/checkpoints", headers=bearer(REAL_ADMIN)).status_code == 201
+        yield test_client, tokens, started["trace_id"]
+
+
+def test_every_route_is_in_the_matrix(real):
+    assert _served_routes(real[0].app) == set(ROUTE_ACCESS)
+
+
+@pytest.mark.parametrize("holder", HOLDERS)
+@pytest.mark.parametrize("method, path", sorted(ROUTE_ACCESS), ids=lambda value: value)
+def test_scope_matrix_of_every_route(real, method, path, holder):
+    client, tokens, trace = real
+    access = ROUTE_ACCESS[(method, path)]
+    url = path.format(trace_id=trace, seq=0, size=1, fmt="json")
+    query = {"index": 0, "tree_size": 1, "from": 1, "to": 1} if "/proofs/" in path else {}
+    body = {"trace_id": trace, "step": "m", "status": "info"} if path == "/v1/events" else {}
+    headers = {} if holder == "none" else bearer(tokens[holder])
+    response = client.request(method, url, params=query, json=body if method == "POST" else None, headers=headers)
+    if access in ("public", "link", "slack"):
+        # A bearer token neither opens nor closes these: the link's and Slack's signatures do.
+        assert response.status_code == {"public": 200, "link": 403, "slack": 401}[access], response.text
+    elif holder in ("none", "unknown"):
+        assert response.status_code == 401 and response.headers["www-authenticate"] == 'Bearer realm="runlog"'
+    elif holder in (access, "admin"):
+        assert response.status_code < 400, response.text
+    else:
+        assert response.status_code == 403 and access in response.json()["error"]["message"]
