@@ -52,7 +52,8 @@ class LinkKey:
     def check(self, trace_id: str, fmt: str, expires: str | None, sig: str | None, *, now: int) -> bool:
         """True only for a link this key made for exactly this trace and format that has not expired."""
         if (not isinstance(expires, str) or not isinstance(sig, str) or _EXPIRES.fullmatch(expires) is None
-                or _TAG.fullmatch(sig) is None or _TRACE_ID.fullmatch(trace_id) is None or fmt not in FORMATS):
+                or _TAG.fullmatch(sig) is None or not isinstance(trace_id, str) or _TRACE_ID.fullmatch(trace_id) is None
+                or fmt not in FORMATS):
             return False
         if not hmac.compare_digest(self._tag(trace_id, fmt, int(expires)), sig):
             return False

@@ -28,6 +28,7 @@ from appliance.core.errors import RunlogError
 from appliance.core.hashing import node_hash
 from appliance.core import bundle_verify, csv_export, key_history, policy, tlog_proof
 from tests.core.test_bundle import BUNDLE_BYTES, LOG as _BUNDLE_LOG, RUN as _BUNDLE_RUN, SIGNER as _BUNDLE_SIGNER
+from tests.fuzz import examples
 
 _BUNDLE_TEXT = BUNDLE_BYTES.decode()
 _BUNDLE_KEY = _BUNDLE_SIGNER.verifier()
@@ -458,7 +459,7 @@ TARGETS: dict[str, Target] = {
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
-@settings(max_examples=60)
+@settings(max_examples=examples(60))  # python -m reliability.fuzz runs many more
 @given(data=st.data())
 def test_only_the_error_family_escapes(name: str, data: st.DataObject) -> None:
     strategy, call = TARGETS[name]
