@@ -38,7 +38,7 @@ def _explain(error: SlackApiError) -> str:
     return f"Slack refused the request ({mrkdwn.escape(error.code, 60)})."
 
 
-def _tell(api: SlackWebApi, action: BlockAction, message: Message) -> None:
+def tell(api: SlackWebApi, action: BlockAction, message: Message) -> None:
     """Post `message` through the press's response_url, if it has one; a failure there is only logged."""
     if action.response_url is None:
         log.warning("Slack action %s: nowhere to answer: %s", action.action_id, message.get("text"))
@@ -57,16 +57,16 @@ def _open_timeline(appliance: Appliance, api: SlackWebApi, action: BlockAction) 
     trace_id = _trace_id(action)
     view = None if trace_id is None else timeline_page(appliance, trace_id, 0)
     if view is None:
-        _tell(api, action, blocks.not_found(action.value or ""))
+        tell(api, action, blocks.not_found(action.value or ""))
         return
     if action.trigger_id is None:
-        _tell(api, action, blocks.problem("Slack sent no trigger to open the timeline with. Try again."))
+        tell(api, action, blocks.problem("Slack sent no trigger to open the timeline with. Try again."))
         return
     try:
         api.views_open(action.trigger_id, view)
     except SlackApiError as error:
         log.warning("Slack views.open failed: %s", error)
-        _tell(api, action, blocks.problem(_explain(error)))
+        tell(api, action, blocks.problem(_explain(error)))
 
 
 def _turn_page(appliance: Appliance, api: SlackWebApi, action: BlockAction) -> None:
@@ -88,7 +88,7 @@ def _turn_page(appliance: Appliance, api: SlackWebApi, action: BlockAction) -> N
 def _post_summary(appliance: Appliance, api: SlackWebApi, action: BlockAction, *, share: bool) -> None:
     trace_id = _trace_id(action)
     if trace_id is None:
-        _tell(api, action, blocks.not_found(action.value or ""))
+        tell(api, action, blocks.not_found(action.value or ""))
         return
     message = run_message(appliance, trace_id, share=share, shared_by=action.user_id)
     if action.response_url is None:

@@ -64,7 +64,8 @@ def verify_request(secret: str | None, headers: Iterable[tuple[str, str]], body:
     if _TIMESTAMP.fullmatch(timestamp) is None:
         raise SlackSignatureError(f"{TIMESTAMP_HEADER} is not Unix seconds: {timestamp[:20]!r}")
     if abs(now - int(timestamp)) > WINDOW_SECONDS:
-        raise SlackSignatureError(f"{TIMESTAMP_HEADER} {timestamp} is more than {WINDOW_SECONDS} s from now ({now:.0f})")
+        raise SlackSignatureError(f"{TIMESTAMP_HEADER} {timestamp} is more than {WINDOW_SECONDS} s "
+                                  f"from now ({now:.0f})")
     if _SIGNATURE.fullmatch(sent) is None:
         raise SlackSignatureError(f"{SIGNATURE_HEADER} is not v0=<64 lower-case hex digits>")
     if not hmac.compare_digest(signature(secret, timestamp, body), sent):

@@ -25,12 +25,12 @@ from litestar.params import RawBody
 
 from appliance.service import Appliance
 from appliance.slack import blocks, payloads
-from appliance.slack.actions import handle_action
+from appliance.slack.actions import handle_action, tell
 from appliance.slack.answers import answer_command
 from appliance.slack.payloads import SlackPayloadError
 from appliance.slack.replay import ReplayGuard
 from appliance.slack.signing import SlackSignatureError, verify_request
-from appliance.slack.web_api import SlackApiError, SlackWebApi
+from appliance.slack.web_api import SlackWebApi
 from appliance.web.errors import error_response
 from appliance.web.schemas import ErrorOut
 
@@ -74,7 +74,8 @@ def _is_probe(body: bytes) -> bool:
         return False
 
 
-def _signed_request(request: Request[Any, Any, Any], body: bytes, read: Callable[[dict[str, str]], T]) -> T | Response[Any]:
+def _signed_request(request: Request[Any, Any, Any], body: bytes,
+                    read: Callable[[dict[str, str]], T]) -> T | Response[Any]:
     """`read` of the signed request's form fields, or the response to send instead (200 to the
     probe, 401 when not signed, 400 when signed but not the documented shape)."""
     if len(body) <= 256 and _is_probe(body):
@@ -124,7 +125,8 @@ def slack_command(request: Request[Any, Any, Any], body: RawBody) -> Response[An
 
 
 @post("/slack/interactivity", sync_to_thread=True, status_code=200, request_max_body_size=INTERACTIVITY_BODY_BYTES,
-      responses=RESPONSES, summary="Slack interactivity: the buttons of /what-happened (Slack request signature, no bearer token)")
+      responses=RESPONSES,
+      summary="Slack interactivity: the buttons of /what-happened (Slack request signature, no bearer token)")
 def slack_interactivity(request: Request[Any, Any, Any], body: RawBody) -> Response[Any]:
     interaction = _signed_request(request, body, payloads.interaction)
     if isinstance(interaction, Response):
@@ -137,13 +139,8 @@ def slack_interactivity(request: Request[Any, Any, Any], body: RawBody) -> Respo
         except Exception:
             reference = _reference()
             log.exception("Slack action %s failed (reference %s)", action.action_id, reference)
-            if action.response_url is not None:
-                try:
-                    state.api.respond(action.response_url, {**blocks.problem(
-                        f"The appliance could not do that just now (reference `{reference}`)."),
-                        "replace_original": False})
-                except SlackApiError:
-                    pass  # already logged above; Slack is unreachable as well
+            tell(state.api, action,
+                 blocks.problem(f"The appliance could not do that just now (reference `{reference}`)."))
     return Response(b"", status_code=200, media_type="text/plain")
 
 

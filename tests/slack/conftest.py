@@ -49,7 +49,8 @@ def _runs() -> list[list[Event]]:
     hundred.append(_event(HUNDRED, "step-99", "failed", final=True, attrs={"error": "exit 1"}))
     long = [_event(LONG, f"item-{i}", "info", attrs={"n": i}) for i in range(5000)]
     hostile = [_event(HOSTILE, HOSTILE_STEP, "failed", attrs={"log": "`rm -rf` <@U123> " + "y" * 400})]
-    return [[_event(ONE, "only step", "succeeded", final=True)], hundred, *(long[i:i + 1000] for i in range(0, 5000, 1000)),
+    return [[_event(ONE, "only step", "succeeded", final=True)], hundred,
+            *(long[i:i + 1000] for i in range(0, 5000, 1000)),
             *([_event(f"66666666aaaa4bbb8ccc0000000000{n:02x}", "short", "succeeded", final=True)] for n in range(6)),
             [_event(TWIN_A, "a", "info")], [_event(TWIN_B, "b", "info")], hostile]
 

@@ -62,7 +62,8 @@ def test_failed_run_highlights_its_failures(slack):
     body = texts(message)
     assert message["blocks"][0]["text"]["text"] == ":x: Run failed"
     assert "*2 failed steps*; the first:" in body and "#41 *step-40*" in body
-    last = next(block["text"]["text"] for block in message["blocks"] if "Last 5 events" in block.get("text", {}).get("text", ""))
+    last = next(block["text"]["text"] for block in message["blocks"]
+                if "Last 5 events" in block.get("text", {}).get("text", ""))
     assert [f"#{n}" in last for n in range(96, 101)] == [True] * 5 and "#95 " not in last
     assert ":x: #100 *step-99* · failed" in last and '`{"error": "exit 1"}`' in last
 

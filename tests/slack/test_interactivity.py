@@ -138,6 +138,7 @@ def test_response_urls_are_followed_only_to_slack_or_the_configured_api(url):
 
 
 def test_a_store_failure_is_a_friendly_answer_never_a_500(small_slack):
+    """To the command in its reply, to a button press through its response_url."""
     with small_slack() as app:
         appliance = app.client.app.state.appliance
         appliance.writer.stop()
@@ -147,3 +148,6 @@ def test_a_store_failure_is_a_friendly_answer_never_a_500(small_slack):
         message = app.command(ONE)
         assert message["response_type"] == "ephemeral"
         assert "could not answer just now (reference `" in message["blocks"][0]["text"]["text"]
+        acknowledged(app.press("runlog_share", ONE))
+        told = app.fake.calls_to("response_url")[-1]
+        assert "could not do that just now (reference `" in told["blocks"][0]["text"]["text"]
