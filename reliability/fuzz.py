@@ -36,7 +36,7 @@ def run_suite(name: str, examples: int, seed: str | None) -> tuple[bool, str]:
         command.append(f"--hypothesis-seed={seed}")
     env = {**os.environ, "RUNLOG_FUZZ_EXAMPLES": str(examples)}
     started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, encoding="utf-8", errors="replace")
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     summary = lines[-1] if lines else done.stderr.strip()[-300:]
     if done.returncode != 0:
