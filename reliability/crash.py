@@ -21,6 +21,7 @@ Kill points cycle through phases; what was in flight is read from the dead serve
 """
 
 import argparse
+import contextlib
 import itertools
 import random
 import subprocess
@@ -234,13 +235,9 @@ def run_crash(work: Path, *, kills: int, clients: int = 4, seed: int = 20261128,
     """Run `kills` kill points in `work` (a fresh directory); `postgres=None` uses it when reachable;
     `streaming` is the range of seconds producers stream before an ingest-phase kill."""
     use_postgres = postgres_available() if postgres is None else postgres
-    pg = PostgresTable().__enter__() if use_postgres else None
-    try:
+    with PostgresTable() if use_postgres else contextlib.nullcontext() as pg:
         crasher = Crasher(work, seed=seed, pg=pg, clients=clients, check_each=check_each, streaming=streaming)
         return crasher.run(kills, phases, progress)
-    finally:
-        if pg is not None:
-            pg.__exit__(None, None, None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,20 +18,16 @@ open for writing (the kernel refuses a read-only remount with writers), and `cha
 """
 
 import argparse
-import contextlib
-import errno
-import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from reliability.checks import ledger_problems, verify_store
+from reliability.mounts import ext4_loop, fill, force_read_only, mount_allowed, repair_and_remount, tmpfs
 from reliability.load import Load
 from tests.e2e.server import ADMIN_TOKEN, Server
 
@@ -39,89 +35,10 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PROBE_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=60)
-
-
-def mount_allowed(work: Path) -> str | None:
-    """None when this process may mount a tmpfs; otherwise why not."""
-    probe = work / "mount-probe"
-    probe.mkdir(exist_ok=True)
-    done = _run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe))
-    if done.returncode != 0:
-        return (done.stderr or done.stdout).strip() or f"mount exited {done.returncode}"
-    _run("umount", str(probe))
-    return None
-
-
-@contextlib.contextmanager
-def tmpfs(mountpoint: Path, size_mib: int) -> Iterator[Path]:
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    done = _run("mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(mountpoint))
-    if done.returncode != 0:
-        raise OSError(f"mount tmpfs: {done.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        unmount(mountpoint)
-
-
-def unmount(mountpoint: Path) -> None:
-    """Unmount, lazily if something still holds it, so a failed run never leaves a mount behind."""
-    if _run("umount", str(mountpoint)).returncode != 0:
-        _run("umount", "-l", str(mountpoint))
-
-
 def stop(server: Server) -> None:
     """Kill the server and close its log, which lives in the mount's directory tree."""
     server.kill()
     server.log.close()
-
-
-@contextlib.contextmanager
-def ext4_loop(image: Path, mountpoint: Path, size_mib: int) -> Iterator[Path]:
-    """ext4 in `image` on a loop device at `mountpoint`, mounted errors=remount-ro."""
-    with open(image, "wb") as handle:
-        handle.truncate(size_mib * 1024 * 1024)
-    for args in (("mkfs.ext4", "-q", "-F", str(image)),):
-        done = _run(*args)
-        if done.returncode != 0:
-            raise OSError(f"{args[0]}: {done.stderr.strip()}")
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    mount_ext4(image, mountpoint)
-    try:
-        yield mountpoint
-    finally:
-        unmount(mountpoint)
-
-
-def mount_ext4(image: Path, mountpoint: Path) -> None:
-    done = _run("mount", "-o", "loop,errors=remount-ro", str(image), str(mountpoint))
-    if done.returncode != 0:
-        raise OSError(f"mount {image}: {done.stderr.strip()}")
-
-
-def force_read_only(mountpoint: Path) -> None:
-    """Inject an ext4 error: with errors=remount-ro the kernel makes the filesystem read-only now."""
-    device = Path(_run("findmnt", "-no", "SOURCE", str(mountpoint)).stdout.strip()).name
-    Path(f"/sys/fs/ext4/{device}/trigger_fs_error").write_text("reliability.disk: simulated I/O error\n")
-
-
-def fill(directory: Path) -> Path:
-    """Write a filler file until the filesystem says ENOSPC; return it."""
-    filler = directory / "filler"
-    chunk = b"\0" * (256 * 1024)
-    with open(filler, "wb", buffering=0) as handle:
-        while True:
-            try:
-                handle.write(chunk)
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                break
-        with contextlib.suppress(OSError):
-            os.fsync(handle.fileno())
-    return filler
 
 
 @dataclass
@@ -257,12 +174,9 @@ def disk_read_only(work: Path, *, seconds: float = 2.0, size_mib: int = 64) -> D
             load.stop()
             stop(server)
         # What an operator does after the kernel remounted a disk read-only; nothing in the store.
-        if (done := _run("umount", str(disk))).returncode != 0:
-            raise OSError(f"umount {disk}: {done.stderr.strip()}")
-        fsck = _run("e2fsck", "-fy", str(image))
-        report.notes.append(f"e2fsck -fy exited {fsck.returncode} (1: errors corrected)")
+        fsck = repair_and_remount(image, disk)
         remounted = time.monotonic()
-        mount_ext4(image, disk)
+        report.notes.append(f"e2fsck -fy exited {fsck} (1: errors corrected)")
         server = Server(disk / "data", port=server.port).start()
         resumed = Load(server.url, ADMIN_TOKEN, 4, ledgers=load.ledgers)  # one ledger before and after
         try:

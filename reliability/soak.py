@@ -9,6 +9,7 @@ server's RSS growth after warm-up, and at the end stops the server cleanly, runs
 """
 
 import argparse
+import contextlib
 import os
 import random
 import sys
@@ -140,12 +141,9 @@ def run_soak(work: Path, *, seconds: float, clients: int = 32, window: float = 1
     warmup = warmup if warmup is not None else min(60.0, seconds / 4)
     report = SoakReport(seconds, clients, warmup)
     use_postgres = postgres_available() if postgres is None else postgres
-    pg = PostgresTable() if use_postgres else None
-    env = {"RUNLOG_CHECKPOINT_INTERVAL": str(checkpoint_interval), "RUNLOG_ANCHOR_DIR": str(work / "anchor")}
-    if pg is not None:
-        pg.__enter__()
-        env.update(pg.env)
-    try:
+    with PostgresTable() if use_postgres else contextlib.nullcontext() as pg:
+        env = {"RUNLOG_CHECKPOINT_INTERVAL": str(checkpoint_interval), "RUNLOG_ANCHOR_DIR": str(work / "anchor"),
+               **(pg.env if pg is not None else {})}
         server = Server(work / "data", **env).start()
         try:
             ledgers = _drive(server, report, seconds=seconds, clients=clients, window=window, seed=seed,
@@ -158,9 +156,6 @@ def run_soak(work: Path, *, seconds: float, clients: int = 32, window: float = 1
         finally:
             server.kill()
         _final_checks(server, report, ledgers, pg)
-    finally:
-        if pg is not None:
-            pg.__exit__(None, None, None)
     return report
 
 

@@ -13,7 +13,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from appliance.anchors.outbox import Backoff, Outbox
 from appliance.anchors.postgres import PostgresAnchor, init_postgres
-from reliability.outage import Relay, run_outage
+from reliability.outage import run_outage
+from reliability.relay import Relay
 from reliability.postgres import postgres_available
 from tests.anchors.conftest import ORIGIN, add_checkpoint, outbox_rows
 
