@@ -28,10 +28,6 @@ from tests.e2e.server import ADMIN_TOKEN, Server
 from tests.fuzz import examples
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-# Open bugs in code another change owns, each pinned by a strict xfail regression test.
-KNOWN_BUGS = {("POST", "/v1/runs"): pytest.mark.xfail(
-    strict=False, reason="attrs beyond 64-bit integers are a 500: tests/web/test_abuse_inputs.py::"
-                         "test_start_run_refuses_out_of_range_attrs_by_name")}
 RELATIONAL = {("GET", "/v1/proofs/inclusion"), ("GET", "/v1/proofs/consistency"), ("GET", "/v1/runs"),
               ("GET", "/v1/checkpoints"), ("POST", "/v1/events")}
 NOT_EXACT = {("GET", "/v1/runs"), ("POST", "/v1/events"), ("POST", "/v1/runs")}
@@ -78,7 +74,7 @@ def _documented_cases() -> list[tuple[str, str, GenerationMode]]:
 # schemathesis' own pytest integration (`from_fixture`) does not work with pytest 9, so each
 # operation is a test case here and hypothesis drives schemathesis' strategies directly.
 @pytest.mark.parametrize("method, path, mode", [
-    pytest.param(*case, id=f"{case[0]} {case[1]} {case[2].value}", marks=KNOWN_BUGS.get(case[:2], ()))
+    pytest.param(*case, id=f"{case[0]} {case[1]} {case[2].value}")
     for case in _documented_cases()])
 def test_every_operation_answers_as_documented(server, api_schema, method, path, mode):
     operation = api_schema[path][method]
