@@ -7,7 +7,8 @@ as a second line of defence every line but the request lines (built from safe va
 scrubbed of the configured secrets and of anything shaped like a credential before it is written.
 
 Request lines are on the ingest path, so `log_request` writes them straight to the configured
-stream under the handler's lock: logging's record machinery costs ~10x more (bench/request_log.py).
+stream under the handler's lock: a LogRecord and the formatter would double their cost
+(bench/request_log.py).
 """
 
 import logging
@@ -55,22 +56,32 @@ class JsonFormatter(logging.Formatter):
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
-        data = {"ts": timestamp(record.created), "level": record.levelname.lower(), "logger": record.name,
-                "msg": record.getMessage()}
+        data: dict[str, Any] = {"ts": timestamp(record.created), "level": record.levelname.lower(),
+                                "logger": record.name, "msg": record.getMessage()}
         extra = getattr(record, "fields", None)
         if extra:
             data.update(extra)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        line = orjson.dumps(data).decode()
-        return line if record.name == REQUEST_LOGGER else self.scrub(line)
+        if record.name != REQUEST_LOGGER:
+            data = self._scrubbed(data)  # the values, before JSON escaping could hide a secret's bytes
+        return orjson.dumps(data, default=str).decode()
 
-    def scrub(self, line: str) -> str:
+    def scrub(self, text: str) -> str:
         for secret in self._secrets:
-            line = line.replace(secret, REDACTED)
-        if any(hint in line for hint in _CREDENTIAL_HINTS):
-            line = _CREDENTIAL.sub(REDACTED, line)
-        return line
+            text = text.replace(secret, REDACTED)
+        if any(hint in text for hint in _CREDENTIAL_HINTS):
+            text = _CREDENTIAL.sub(REDACTED, text)
+        return text
+
+    def _scrubbed(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {key: self._scrubbed(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._scrubbed(item) for item in value]
+        return value if value is None or isinstance(value, (bool, int, float)) else self.scrub(str(value))
 
 
 def log_request(fields: dict[str, Any]) -> None:

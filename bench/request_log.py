@@ -8,6 +8,8 @@ Cases, each the best of `--rounds` rounds of `--requests` requests on one event 
 - histogram only: wrapped, with the runlog.request logger above INFO (no line);
 - JSON line to a file: wrapped, `configure_logging` writing to a file (what `docker logs` reads
   through a pipe costs about the same: one write per line);
+- the same line through `logging` (a LogRecord and the JSON formatter), the path `log_request`
+  bypasses, for comparison;
 Figures are microseconds per request; the overhead is the case minus bare.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.logs import configure_logging  # noqa: E402
+from appliance import logs  # noqa: E402
 from appliance.web.instruments import Instruments  # noqa: E402
 from appliance.web.request_log import RequestLog  # noqa: E402
 
@@ -71,12 +73,15 @@ def main() -> None:
     args = parser.parse_args()
     wrapped = RequestLog(ingest_like, Instruments())
     with tempfile.TemporaryDirectory() as folder, open(os.path.join(folder, "log"), "w") as sink:
-        configure_logging(stream=sink)
+        logs.configure_logging(stream=sink)
         bare = best(ingest_like, args.requests, args.rounds)
         logging.getLogger("runlog.request").setLevel(logging.WARNING)
         histogram = best(wrapped, args.requests, args.rounds)
         logging.getLogger("runlog.request").setLevel(logging.NOTSET)
         logged = best(wrapped, args.requests, args.rounds)
+        direct, logs._request_handler = logs._request_handler, None
+        via_logging = best(wrapped, args.requests, args.rounds)
+        logs._request_handler = direct
         sink.flush()
         line = Path(folder, "log").read_text().splitlines()[-1]
     print(f"request log cost, {args.requests:,} requests x best of {args.rounds} rounds; "
@@ -84,6 +89,7 @@ def main() -> None:
     print(f"  bare trivial ASGI app:      {bare:6.2f} us/request")
     print(f"  + histogram only:           {histogram:6.2f} us/request (+{histogram - bare:.2f})")
     print(f"  + histogram and JSON line:  {logged:6.2f} us/request (+{logged - bare:.2f})")
+    print(f"  + line through logging:     {via_logging:6.2f} us/request (+{via_logging - bare:.2f})")
     print(f"  a line: {line}")
 
 

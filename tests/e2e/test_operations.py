@@ -6,7 +6,9 @@ before the process exits 0."""
 import hashlib
 import hmac
 import json
+import socket
 import sqlite3
+import threading
 import time
 from urllib.parse import urlencode, urlsplit
 
@@ -118,3 +120,27 @@ def test_sigterm_drains_cuts_a_last_checkpoint_and_anchors_it(session):
     stopped = lines(session["log"])[-1]
     assert stopped["entries"] == size and stopped["anchors"][0]["pending"] == 0
     assert stopped["anchors"][0]["published"] >= 1 and stopped["anchors"][0]["error"] is None
+
+
+def test_an_anchor_that_hangs_cannot_hold_the_shutdown_past_its_budget(tmp_path):
+    """A Postgres anchor whose server accepts connections and never answers: SIGTERM still ends in
+    an exit 0 well inside Docker's 10 s, with the last checkpoint cut and left queued for it."""
+    with socket.create_server(("127.0.0.1", 0)) as blackhole:
+        held = []
+        accepting = threading.Thread(target=lambda: held.append(blackhole.accept()), daemon=True)
+        accepting.start()
+        dsn = f"postgresql://runlog@127.0.0.1:{blackhole.getsockname()[1]}/runlog?sslmode=disable"
+        server = Server(tmp_path / "data", RUNLOG_ANCHOR_POSTGRES_DSN=dsn, RUNLOG_CHECKPOINT_INTERVAL="86400").start()
+        try:
+            with RunlogClient(server.url, ADMIN_TOKEN) as client:
+                client.start_run("before-shutdown")
+            assert server.terminate(timeout=10) == 0
+        finally:
+            server.kill()
+            for conn, _ in held:
+                conn.close()
+    stopped = lines((tmp_path / f"server-{server.port}.log").read_text())[-1]
+    assert stopped["msg"] == "stopped" and stopped["anchors"] == "timed out" and stopped["entries"] == 1
+    conn = sqlite3.connect(tmp_path / "data" / "runlog.sqlite")
+    assert conn.execute("SELECT size, published_at FROM anchor_outbox").fetchall() == [(1, None)]
+    conn.close()
