@@ -19,6 +19,9 @@ from appliance.web.instruments import Instruments
 log = logging.getLogger(REQUEST_LOGGER)
 
 UNMATCHED = "unmatched"
+# Any other method token a client sends is counted and logged as OTHER: one label value per
+# invented method would let a client grow the metrics without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TRACE_ID = re.compile(rb"[0-9a-f]{32}")
 _XRAY_ROOT = re.compile(rb"Root=1-([0-9a-f]{8})-([0-9a-f]{24})(?:;|$)")
 
@@ -63,9 +66,10 @@ class RequestLog:
         finally:
             seconds = time.perf_counter() - started
             route = scope.get("path_template") or UNMATCHED  # set by Litestar's router on the same scope
-            self.instruments.observe_request(route, scope["method"], status, seconds)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self.instruments.observe_request(route, method, status, seconds)
             if log.isEnabledFor(logging.INFO):
-                fields = {"method": scope["method"], "route": route, "status": status, "ms": round(seconds * 1000, 3)}
+                fields = {"method": method, "route": route, "status": status, "ms": round(seconds * 1000, 3)}
                 trace_id = trace_id_of(scope)
                 if trace_id is not None:
                     fields["trace_id"] = trace_id

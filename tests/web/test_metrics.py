@@ -43,6 +43,8 @@ def test_metrics_parse_and_show_the_log_requests_writer_store_checkpoints_and_an
         assert client.post("/v1/events", json={"step": "x"}, headers=headers).status_code == 400
         assert client.get(f"/v1/runs/{'e' * 32}", headers=headers).status_code == 200
         assert client.get("/no/such/route").status_code == 404
+        for invented in ("FOOBAR", "BREW", "X" * 200):  # a label per invented method would grow without bound
+            assert client.request(invented, "/v1/events").status_code in (400, 404, 405)
         assert client.post("/v1/checkpoints", headers=headers).status_code in (200, 201)
         families = scrape(client)
 
@@ -61,6 +63,9 @@ def test_metrics_parse_and_show_the_log_requests_writer_store_checkpoints_and_an
     assert value(families, f"{latency}_count", route="/v1/events", method="POST", status="400") == 1
     assert value(families, f"{latency}_count", route="/v1/runs/{trace_id}", method="GET", status="200") == 1
     assert value(families, f"{latency}_count", route="unmatched", method="GET", status="404") == 1
+    methods = {s.labels["method"] for s in families[latency] if "method" in s.labels}
+    assert methods == {"GET", "POST", "OTHER"}
+    assert sum(s.value for s in families[latency] if s.name.endswith("_count") and s.labels["method"] == "OTHER") == 3
     assert value(families, f"{latency}_bucket", route="/v1/events", method="POST", status="201", le="+Inf") == 4
     assert value(families, f"{latency}_sum", route="/v1/events", method="POST", status="201") > 0
 
