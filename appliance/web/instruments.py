@@ -56,6 +56,11 @@ class Instruments:
             histogram = self.requests[key] = Histogram(LATENCY_BUCKETS)
         histogram.observe(seconds)
 
+    def request_series(self) -> list[tuple[tuple[str, str, str], Histogram]]:
+        """((route, method, status), histogram) pairs, sorted; `list()` copies the dict in one call
+        under the GIL, so a request adding a key meanwhile cannot break the iteration."""
+        return sorted(list(self.requests.items()), key=lambda pair: pair[0])
+
     def observe_commit(self, entries: int) -> None:
         """The writer's `on_commit`: a group commit added `entries` entries to the log."""
         self.commit_sizes.observe(entries)

@@ -45,7 +45,7 @@ class _Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-@get("/metrics", sync_to_thread=True, summary="Prometheus metrics: log size, writer, checkpoints, anchors")
+@get("/metrics", sync_to_thread=True, summary="Prometheus metrics: log, requests, writer, store, checkpoints, anchors")
 def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     appliance: Appliance = request.app.state.appliance
     conn = appliance.reader()
@@ -66,7 +66,7 @@ def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     out.histogram("runlog_writer_commit_entries", "Entries per group commit.", [({}, instruments.commit_sizes)])
     out.histogram("runlog_http_request_duration_seconds", "HTTP request latency by route template, method and status.",
                   [({"route": route, "method": method, "status": status}, histogram)
-                   for (route, method, status), histogram in sorted(list(instruments.requests.items()))])
+                   for (route, method, status), histogram in instruments.request_series()])
     out.metric("runlog_store_bytes", "gauge", "Size of the store's files: the database and its write-ahead log.",
                [({"file": kind}, _size(path)) for kind, path in _store_files(appliance.settings.db_path)])
     latest = latest_checkpoint(conn)
