@@ -2,6 +2,8 @@
 events ingested, writer queue and commit sizes, request latency by route and status, store size,
 checkpoint age and per-anchor lag and errors (a real local-directory anchor)."""
 
+from pathlib import Path
+
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -10,6 +12,7 @@ from appliance.web.app import create_app
 from appliance.web.instruments import Histogram
 
 ADMIN = "admin-token-for-metrics-0123456789ab"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md"
 
 
 def scrape(client: TestClient) -> dict[str, list]:
@@ -75,6 +78,8 @@ def test_metrics_parse_and_show_the_log_requests_writer_store_checkpoints_and_an
     assert families["runlog_anchor_pending"] and value(families, "runlog_anchor_failed") == 0
     assert value(families, "runlog_anchor_lag_seconds") >= 0
     assert value(families, "runlog_anchor_published_size") in (0, 43), anchor
+    documented = OPERATIONS.read_text(encoding="utf-8")
+    assert not [name for name in families if f"`{name}" not in documented], "docs/OPERATIONS.md lists every metric"
 
 
 def test_labels_with_quotes_backslashes_and_newlines_are_escaped():
