@@ -79,7 +79,7 @@ def _pyramid(tile: bytes) -> list[bytes]:
     while len(levels) < TILE_HEIGHT and len(levels[-1]) >= 2 * HASH_SIZE:
         below = levels[-1]
         # node_hash inlined (SHA-256(0x01 || left || right)), a pair of neighbours being one 64-byte
-        # slice: an export hashes ~255 nodes per level-0 tile its run touches, most of its time.
+        # slice: an export hashes 254 nodes per level-0 tile its run touches, most of its time.
         levels.append(b"".join([sha256(b"\x01" + below[i : i + 2 * HASH_SIZE]).digest()
                                 for i in range(0, len(below) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE)]))
     return levels
