@@ -29,7 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _read_text(path: str, what: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: UnicodeDecodeError, or a NUL in the path
         raise InvalidInput(f"cannot read {what} {path}: {error}") from None
 
 

@@ -168,3 +168,12 @@ def test_policy_file_instead_of_key(exported, tmp_path):
     policy.write_text("log nonsense\nquorum none\n")
     done = runlog("verify", str(exported["json"]), "--policy", str(policy), env=exported["env"])
     assert done.returncode == 2 and done.stdout.startswith("ERROR:") and "Traceback" not in done.stderr
+
+
+def test_a_key_argument_with_a_nul_byte_is_a_clean_error():
+    # found by tests/fuzz/test_evidence_files.py: Path.read_text raised a bare ValueError
+    from appliance.core.errors import InvalidInput
+    from appliance.verify import load_key
+
+    with pytest.raises(InvalidInput, match="embedded null byte"):
+        load_key("log\x00key")

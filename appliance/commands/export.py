@@ -30,13 +30,12 @@ def register(subparsers: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from appliance.anchors.config import build_anchors
     from appliance.checkpointer import cut_on_demand, load_signers
-    from appliance.core.bundle import bundle_bytes
     from appliance.core.timefmt import format_utc
     from appliance.settings import Settings
     from appliance.store.checkpoints import latest_checkpoint
     from appliance.store.db import connect, migrate
     from appliance.store.errors import StoreError
-    from appliance.store.export import export_bundle, export_csv, run_last_seq
+    from appliance.store.export import export_csv, export_signed_bundle, run_last_seq
 
     settings = Settings.from_env()
     if not settings.db_path.exists():
@@ -52,10 +51,10 @@ def _export(args: argparse.Namespace) -> int:
                 anchors = [anchor.name for anchor in build_anchors(settings)]
                 cut_on_demand(conn, signers, now=now, anchors=anchors)
         if args.format == "json":
-            bundle = export_bundle(conn, args.trace_id, signer=signers.log, clock_key=signers.clock.verifier().to_text(),
-                                   exported_at=format_utc(now), day=args.day)
-            _write(args.output, bundle_bytes(bundle))
-            print(f"wrote {args.output}: {len(bundle['entries'])} entries of run {args.trace_id}", file=sys.stderr)
+            signed = export_signed_bundle(conn, args.trace_id, signer=signers.log, exported_at=format_utc(now),
+                                          clock_key=signers.clock.verifier().to_text(), day=args.day)
+            _write(args.output, signed.data)
+            print(f"wrote {args.output}: {len(signed.bundle['entries'])} entries of run {args.trace_id}", file=sys.stderr)
         else:
             data, note = export_csv(conn, args.trace_id, signer=signers.log, day=args.day)
             _write(args.output, data)

@@ -13,12 +13,11 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from appliance.core.bundle import bundle_bytes
 from appliance.core.errors import InvalidInput
 from appliance.core.timefmt import format_utc
 from appliance.service import Appliance
 from appliance.store.checkpoints import latest_checkpoint
-from appliance.store.export import ExportError, RunNotFound, export_bundle, export_csv, run_last_seq
+from appliance.store.export import ExportError, RunNotFound, export_csv, export_signed_bundle, run_last_seq
 from appliance.web.auth import require_scope
 from appliance.web.download_links import DEFAULT_SECONDS, FORMATS, MAX_SECONDS, LinkKey
 from appliance.web.errors import Forbidden, NotFound
@@ -65,9 +64,9 @@ def _export(appliance: Appliance, trace_id: str, fmt: str) -> Response[bytes]:
         if (latest is None or latest.size <= last) and appliance.checkpointer is not None:
             appliance.checkpointer.cut_now()
         if fmt == "json":
-            bundle = export_bundle(conn, trace_id, signer=appliance.log_signer, exported_at=format_utc(_now()),
-                                   clock_key=appliance.clock_signer.verifier().to_text())
-            return Response(bundle_bytes(bundle), media_type="application/json", headers={
+            signed = export_signed_bundle(conn, trace_id, signer=appliance.log_signer, exported_at=format_utc(_now()),
+                                          clock_key=appliance.clock_signer.verifier().to_text())
+            return Response(signed.data, media_type="application/json", headers={
                 "Content-Disposition": f'attachment; filename="run-{trace_id}.json"'})
         data, note = export_csv(conn, trace_id, signer=appliance.log_signer)
     except RunNotFound as error:
