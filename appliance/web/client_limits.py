@@ -68,6 +68,12 @@ class _HeadLimits:
         cycle = getattr(self, "cycle", None)
         return cycle is None or cycle.response_complete
 
+    def _answered_early(self) -> bool:
+        """The last request was answered before its body was all in (a 413, say): what still
+        arrives is the rest of that body, under the same limits, but its client has its answer."""
+        cycle = getattr(self, "cycle", None)
+        return cycle is not None and cycle.response_complete and cycle.more_body
+
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
@@ -82,14 +88,15 @@ class _HeadLimits:
         self._head_timer = None
         if not self._awaiting_head() or self.transport.is_closing():
             return
-        if self._head_bytes or self._head_tail:
+        if (self._head_bytes or self._head_tail) and not self._answered_early():
             self._refuse(408, "Request Timeout", f"the request head did not arrive within {self.head_timeout:g} s")
         else:
             self.transport.close()  # an idle connection: nothing to answer
 
     def _refuse(self, status: int, reason: str, message: str) -> None:
         self._disarm_head_timer()
-        self.transport.write(_raw_response(status, reason, message))
+        if not self._answered_early():
+            self.transport.write(_raw_response(status, reason, message))
         self.transport.close()
 
     def _head_grows_too_large(self, data: bytes) -> bool:

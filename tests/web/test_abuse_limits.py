@@ -149,7 +149,17 @@ def test_a_declared_body_over_the_limit_is_413_without_reading_it(server):
     with connect(server) as sock:
         sock.sendall(request_head("/v1/events", method="POST", length=MAX_BODY_BYTES + 1))
         status, _, body, _ = read_response(sock)
-    assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
+        assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
+        # A client that sends the body anyway is not answered twice, and is let go of.
+        after = b""
+        try:
+            for _ in range(2 * MAX_HEADER_BYTES // 1024):
+                sock.sendall(b"x" * 1024)
+            while chunk := sock.recv(65536):
+                after += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert b"HTTP/1.1" not in after
 
 
 def test_a_chunked_body_over_the_limit_is_413(server):
