@@ -27,7 +27,6 @@ SIGNATURE_HEADER = "Runlog-Signature"
 # Documented in the OpenAPI schema only (schema_extra): a download link answers only yes or no.
 _FORMAT = QueryParameter(schema_extra={"enum": list(FORMATS)})
 _LINK_FORMAT = PathParameter(schema_extra={"enum": list(FORMATS)})
-_LINK_TRACE_ID = PathParameter(schema_extra={"pattern": "^[0-9a-f]{32}$"})
 _EXPIRES = QueryParameter(schema_extra={"pattern": "^[1-9][0-9]{0,11}$"}, description="unix seconds")
 _SIG = QueryParameter(schema_extra={"pattern": "^[A-Za-z0-9_-]{43}$"}, description="the link's HMAC tag")
 
@@ -112,7 +111,7 @@ class ExportController(Controller):
 
 @get("/v1/downloads/{trace_id:str}/{fmt:str}", sync_to_thread=True, include_in_schema=True,
      summary="Download through a signed link (no token); an expired, altered or forged link is a bare 403")
-def download(request: Request[Any, Any, Any], trace_id: Annotated[str, _LINK_TRACE_ID],
+def download(request: Request[Any, Any, Any], trace_id: Annotated[str, TRACE_ID_PARAM],
              fmt: Annotated[str, _LINK_FORMAT], expires: Annotated[str | None, _EXPIRES] = None,
              sig: Annotated[str | None, _SIG] = None) -> Response[bytes]:
     appliance = _appliance(request)
