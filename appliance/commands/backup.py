@@ -42,7 +42,7 @@ def _say(message: str) -> None:
 
 def _backup(args: argparse.Namespace) -> int:
     # The keys are read exactly as `runlog verify --db` reads them, so the two always agree.
-    from appliance.commands.verify import _keys, _Usage
+    from appliance.commands.verify import UsageError, store_keys
     from appliance.settings import Settings
     from appliance.store.backup import BackupError, destination, publish, snapshot, temporary_path
     from appliance.verify_store import verify_store
@@ -58,11 +58,11 @@ def _backup(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         # The keys the copy is checked with, found as `runlog verify --db COPY` finds them.
-        keys, notes = _keys(argparse.Namespace(db=copy.path, key=args.key, clock_key=args.clock_key))
+        keys, notes = store_keys(argparse.Namespace(db=copy.path, key=args.key, clock_key=args.clock_key))
         report = verify_store(copy.path, keys, notes=notes)
         if report.ok:
             publish(copy.path, final, overwrite=args.force)
-    except (BackupError, _Usage) as error:
+    except (BackupError, UsageError) as error:
         _say(str(error))
         return EXIT_USAGE
     finally:

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_verify)
 
 
-class _Usage(Exception):
+class UsageError(Exception):
     """The command cannot start; the message says what to give it."""
 
 
@@ -59,7 +59,7 @@ def _read_key(value: str, *, what: str) -> Any:
             return TrustedKeys.from_text(text) if text.startswith(KEYS_HEADER) else load_verifier(value)
         return NoteVerifier.from_text(value) if key_type_of(value) == ALG_ED25519 else CosignatureVerifier.from_text(value)
     except RunlogError as error:
-        raise _Usage(f"{what}: {error}") from None
+        raise UsageError(f"{what}: {error}") from None
 
 
 def _stored_history(db: Path) -> Any:
@@ -73,7 +73,9 @@ def _stored_history(db: Path) -> Any:
         conn.close()
 
 
-def _keys(args: argparse.Namespace) -> tuple[Any, list[str]]:
+def store_keys(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The keys `--db` verification trusts (`args.db`, `args.key`, `args.clock_key`): the given
+    ones, else the store's key history, else the keys directory; with notes on where they came from."""
     from appliance.core.cosignature import CosignatureVerifier
     from appliance.core.key_history import TrustedKeys
     from appliance.core.keys import NoteVerifier
@@ -87,7 +89,7 @@ def _keys(args: argparse.Namespace) -> tuple[Any, list[str]]:
         log = _read_key(args.key, what="--key")
         if isinstance(log, TrustedKeys):
             if args.clock_key is not None:
-                raise _Usage("--clock-key: the keys file already lists the clock keys")
+                raise UsageError("--clock-key: the keys file already lists the clock keys")
             return Keys.from_history(log), notes
     elif history is not None and args.clock_key is None:
         notes.append("keys read from the store's key history on this machine: whoever can rewrite the store can "
@@ -99,9 +101,9 @@ def _keys(args: argparse.Namespace) -> tuple[Any, list[str]]:
         notes.append(f"log key read from {keys_dir / 'log.pub'} on this machine: whoever can rewrite the store can "
                      "replace it too; pass --key with the key you recorded for an independent check")
     else:
-        raise _Usage(f"no log key: give --key KEY, or set RUNLOG_KEYS_DIR (no log.pub in {keys_dir})")
+        raise UsageError(f"no log key: give --key KEY, or set RUNLOG_KEYS_DIR (no log.pub in {keys_dir})")
     if not isinstance(log, NoteVerifier):
-        raise _Usage("--key must be the log's Ed25519 note key, not a cosigner key")
+        raise UsageError("--key must be the log's Ed25519 note key, not a cosigner key")
     clock = None
     if args.clock_key is not None:
         clock = _read_key(args.clock_key, what="--clock-key")
@@ -110,7 +112,7 @@ def _keys(args: argparse.Namespace) -> tuple[Any, list[str]]:
     else:
         notes.append("checkpoint timestamps not verified: no clock key (give --clock-key)")
     if clock is not None and not isinstance(clock, CosignatureVerifier):
-        raise _Usage("--clock-key must be a cosignature/v1 key")
+        raise UsageError("--clock-key must be a cosignature/v1 key")
     return Keys(log, clock), notes
 
 
@@ -140,16 +142,16 @@ def _verify(args: argparse.Namespace) -> int:
         return _verify_file(args)
     try:
         if args.policy is not None:
-            raise _Usage("--policy checks an evidence FILE, not a store")
+            raise UsageError("--policy checks an evidence FILE, not a store")
         if args.db is None:
-            raise _Usage("give --db PATH: the store to verify")
+            raise UsageError("give --db PATH: the store to verify")
         if not args.db.is_file():
-            raise _Usage(f"no store at {args.db}")
+            raise UsageError(f"no store at {args.db}")
         if args.workers is not None and args.workers < 1:
-            raise _Usage("--workers must be at least 1")
-        keys, notes = _keys(args)
+            raise UsageError("--workers must be at least 1")
+        keys, notes = store_keys(args)
         anchors = _anchors(args.db, keys.log.name) if args.anchors else None
-    except _Usage as error:
+    except UsageError as error:
         print(f"runlog verify: {error}", file=sys.stderr)
         return EXIT_USAGE
     report = verify_store(args.db, keys, anchors=anchors, workers=args.workers, notes=notes,
