@@ -21,6 +21,7 @@ recently are forgotten first.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import threading
@@ -43,6 +44,11 @@ def client_key(scope: Mapping[str, Any]) -> str:
     host = client[0] if client else None
     if not isinstance(host, str) or not host:
         return "unknown"
+    return _host_key(host)
+
+
+@functools.lru_cache(maxsize=4096)  # parsing an address costs ~8 us, and this runs on every request
+def _host_key(host: str) -> str:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
