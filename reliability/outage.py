@@ -94,7 +94,7 @@ class Outage:
     """The appliance with an S3 and a Postgres anchor, each behind a relay; see the module doc."""
 
     def __init__(self, work: Path, pg: PostgresTable, *, lag_threshold: float, backoff: Backoff | None,
-                 poll_seconds: float, seed: int) -> None:
+                 poll_seconds: float, checkpoint_interval: float, seed: int) -> None:
         self.work, self.pg, self.rng, self.report = work, pg, random.Random(seed), OutageReport()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -109,7 +109,8 @@ class Outage:
         info = conninfo_to_dict(pg.app_dsn)
         self.pg_relay = Relay((info.get("host") or "127.0.0.1", int(info.get("port") or 5432))).start()
         self.env = {"RUNLOG_DATA_DIR": str(work / "data"), "RUNLOG_ADMIN_TOKEN": ADMIN,
-                    "RUNLOG_CHECKPOINT_INTERVAL": "0.2", "RUNLOG_ANCHOR_LAG_THRESHOLD": str(lag_threshold),
+                    "RUNLOG_CHECKPOINT_INTERVAL": str(checkpoint_interval),
+                    "RUNLOG_ANCHOR_LAG_THRESHOLD": str(lag_threshold),
                     "RUNLOG_ANCHOR_S3_BUCKET": self.bucket, "RUNLOG_ANCHOR_S3_REGION": "us-east-1",
                     "RUNLOG_ANCHOR_S3_ENDPOINT": f"http://127.0.0.1:{self.s3_relay.port}",
                     "RUNLOG_ANCHOR_POSTGRES_DSN": make_conninfo(pg.app_dsn, host="127.0.0.1", port=self.pg_relay.port),
@@ -244,11 +245,14 @@ class _EnvServer:
 
 def run_outage(work: Path, *, s3_down: float, pg_down: float = 0.0, pg_restart: bool = True,
                lag_threshold: float = 1.0, backoff: Backoff | None = None, poll_seconds: float = 5.0,
-               seed: int = 20261128) -> OutageReport:
+               checkpoint_interval: float = 0.2, seed: int = 20261128) -> OutageReport:
     """The outages in order: S3 cut for `s3_down` s, a real Postgres restart, Postgres cut for
-    `pg_down` s. `backoff=None` keeps the production outbox."""
+    `pg_down` s. `backoff=None` keeps the production outbox. Long runs want a checkpoint interval
+    of seconds: moto deep-copies every object version on each listing (the S3 anchor lists a key's
+    versions on every publish), so thousands of checkpoints exhaust its memory."""
     with PostgresTable() as pg:
-        outage = Outage(work, pg, lag_threshold=lag_threshold, backoff=backoff, poll_seconds=poll_seconds, seed=seed)
+        outage = Outage(work, pg, lag_threshold=lag_threshold, backoff=backoff, poll_seconds=poll_seconds,
+                        checkpoint_interval=checkpoint_interval, seed=seed)
         try:
             return outage.run(s3_down=s3_down, pg_down=pg_down, pg_restart=pg_restart)
         finally:
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="runlog-outage-") as work:
         report = run_outage(Path(work), s3_down=60 * args.minutes, pg_down=60 * args.minutes,
-                            pg_restart=not args.no_restart, lag_threshold=30.0)
+                            pg_restart=not args.no_restart, lag_threshold=30.0, checkpoint_interval=2.0)
     print("\n".join(report.lines()))
     return 0 if not report.problems else 1
 
