@@ -122,8 +122,11 @@ def _final(server: Server, report: DiskReport, load: Load, *, stored_must_be_ack
                             "before the filesystem failed; a retry with the same Idempotency-Key gets the receipt)")
 
 
-def disk_full(work: Path, *, seconds: float = 2.0, size_mib: int = 32) -> DiskReport:
-    report = DiskReport("full (tmpfs)")
+def disk_full(work: Path, *, seconds: float = 2.0, size_mib: int | None = None) -> DiskReport:
+    """`seconds` of ingest before, during and after; the tmpfs leaves room for the store to keep
+    growing (~1 MiB/s at full speed) once the filler is gone."""
+    size_mib = size_mib or max(32, int(10 * seconds))
+    report = DiskReport(f"full ({size_mib} MiB tmpfs)")
     work.mkdir(parents=True, exist_ok=True)
     with tmpfs(work / "disk", size_mib) as disk:
         server = Server(disk / "data").start()
