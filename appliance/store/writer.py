@@ -14,6 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -129,6 +130,8 @@ class Writer:
         self._overlay: dict[str, RunHead] = {}
         self._last_received_at = ""
         self.commits = 0
+        # (time.monotonic(), message) of the last failed commit, None once a commit succeeds.
+        self.last_failure: tuple[float, str] | None = None
         self.last_group_events = 0
         # Told each commit's number of new entries, in the writer thread: keep it quick (/metrics).
         self.on_commit: Callable[[int], None] | None = None
@@ -263,6 +266,7 @@ class Writer:
             self._tiles.reset()
             self._overlay.clear()
             failure = StoreUnavailable(f"the store could not commit: {error}")
+            self.last_failure = (time.monotonic(), str(error))
             _settle([(waiter, failure) for _, waiter in group])
             return
         for trace_id, head in self._overlay.items():
@@ -274,6 +278,7 @@ class Writer:
             self._runs_cache.clear()
         self._overlay.clear()
         self.commits += 1
+        self.last_failure = None
         self.last_group_events = len(rows.appended)
         if self.on_commit is not None:
             self.on_commit(self._sequencer.size - frontier.size)

@@ -4,6 +4,7 @@ SQLite reads are blocking, so every handler here runs in a worker thread (`sync_
 with that thread's own read-only connection."""
 
 import base64
+import time
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -100,6 +101,9 @@ def keys(request: Request[Any, Any, Any]) -> KeysOut:
                    keys_file=trusted.to_text() if trusted is not None else "")
 
 
+STORE_FAILURE_MEMORY = 60.0  # seconds
+
+
 @get("/healthz", sync_to_thread=True, summary="Liveness and the log's size; 503 when a check fails")
 def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     appliance = _appliance(request)
@@ -107,6 +111,13 @@ def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     writer_ok = appliance.writer.running
     checks = {"writer": "ok" if writer_ok else "stopped", "store": "ok"}
     healthy = writer_ok
+    # The last commit failed (disk full, read-only, I/O error): appends are being refused. Reported
+    # until a commit succeeds, or for STORE_FAILURE_MEMORY seconds without another failed attempt
+    # (no write probe: an instance taken out of rotation must be able to come back).
+    failure = appliance.writer.last_failure
+    if failure is not None and time.monotonic() - failure[0] < STORE_FAILURE_MEMORY:
+        checks["store"] = f"failing: the last commit failed: {failure[1]}"
+        healthy = False
     # Anchors: a fork, or checkpoints waiting past the lag threshold, fail the check (503): nobody
     # outside the box holds our recent checkpoints. One "anchor <name>" check per anchor.
     names = [anchor.name for anchor in appliance.anchors]
