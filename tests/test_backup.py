@@ -2,8 +2,11 @@
 holds every event acknowledged before the backup began; restoring it (copy back, serve, verify)
 works; DEST is never overwritten unless asked; a tampered store gives no backup."""
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -153,3 +156,19 @@ def test_a_tampered_store_gives_no_backup(served, tmp_path):
     assert done.returncode == 1 and "does not verify" in done.stderr
     assert "seq 5" in done.stdout
     assert list(dest.iterdir()) == []
+
+
+def test_a_killed_backups_partial_file_is_cleared_by_the_next_backup_to_that_name(tmp_path):
+    from appliance.store.backup import temporary_path
+
+    final = tmp_path / "nightly.sqlite"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    stale = tmp_path / f".nightly.sqlite.{dead.stdout.strip()}.partial"  # a killed backup's leftover
+    stale.write_bytes(b"half a store")
+    running = tmp_path / f".nightly.sqlite.{os.getpid()}.partial"  # one still being written
+    running.write_bytes(b"in progress")
+    other = tmp_path / ".weekly.sqlite.1.partial"  # another destination's
+    other.write_bytes(b"not ours")
+    assert temporary_path(final) == running
+    assert not stale.exists() and running.exists() and other.exists()

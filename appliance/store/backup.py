@@ -49,7 +49,23 @@ def destination(dest: Path, now: datetime) -> Path:
 
 
 def temporary_path(final: Path) -> Path:
+    """The name a backup is written under until it verifies; also clears what earlier backups to
+    `final` that were killed while writing left behind (their process is gone)."""
+    for stale in final.parent.glob(f".{final.name}.*.partial"):
+        pid = stale.name[len(final.name) + 2:-len(".partial")]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
     return final.with_name(f".{final.name}.{os.getpid()}.partial")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def snapshot(source: Path, target: Path) -> Snapshot:
