@@ -89,13 +89,9 @@ def _status(settings, names: list[str], as_json: bool) -> int:
 
 def _push(settings, anchors, as_json: bool) -> int:
     from appliance.anchors.outbox import Outbox
-    from appliance.store.db import connect, migrate
+    from appliance.store.db import open_store
 
-    conn = connect(settings.db_path, synchronous=settings.synchronous)
-    try:
-        migrate(conn)
-    finally:
-        conn.close()
+    open_store(settings.db_path, synchronous=settings.synchronous).close()  # migrated before the outbox opens it
     results = Outbox(settings.db_path, anchors, origin=settings.origin).push()
     if as_json:
         print(json.dumps([asdict(r) for r in results], indent=2))

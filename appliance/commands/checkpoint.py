@@ -24,17 +24,13 @@ def _checkpoint(args: argparse.Namespace) -> int:
     from appliance.anchors.config import build_anchors
     from appliance.checkpointer import cut_on_demand, load_signers
     from appliance.settings import Settings
-    from appliance.store.db import connect, migrate
-    from appliance.store.errors import StoreError
+    from appliance.store.db import open_store
 
     settings = Settings.from_env()
-    if not settings.db_path.exists():
-        raise StoreError(f"no store at {settings.db_path}; run `runlog init` first")
-    signers = load_signers(settings.keys_dir, settings.origin)
-    anchors = [anchor.name for anchor in build_anchors(settings)]
-    conn = connect(settings.db_path, synchronous=settings.synchronous)
+    conn = open_store(settings.db_path, synchronous=settings.synchronous)
     try:
-        migrate(conn)
+        signers = load_signers(settings.keys_dir, settings.origin)
+        anchors = [anchor.name for anchor in build_anchors(settings)]
         checkpoint, created = cut_on_demand(conn, signers, now=datetime.now(timezone.utc), anchors=anchors)
     finally:
         conn.close()

@@ -33,17 +33,13 @@ def _export(args: argparse.Namespace) -> int:
     from appliance.core.timefmt import format_utc
     from appliance.settings import Settings
     from appliance.store.checkpoints import latest_checkpoint
-    from appliance.store.db import connect, migrate
-    from appliance.store.errors import StoreError
+    from appliance.store.db import open_store
     from appliance.store.export import export_csv, export_signed_bundle, run_last_seq
 
     settings = Settings.from_env()
-    if not settings.db_path.exists():
-        raise StoreError(f"no store at {settings.db_path}; run `runlog init` first")
-    signers = load_signers(settings.keys_dir, settings.origin)
-    conn = connect(settings.db_path, synchronous=settings.synchronous)
+    conn = open_store(settings.db_path, synchronous=settings.synchronous)
     try:
-        migrate(conn)
+        signers = load_signers(settings.keys_dir, settings.origin)
         now = datetime.now(timezone.utc)
         if args.day is None:
             latest = latest_checkpoint(conn)

@@ -41,12 +41,10 @@ def register(subparsers: Any) -> None:
 
 def _history_text(settings: Any) -> tuple[str, list[dict]]:
     from appliance.store import keyring
-    from appliance.store.db import connect
+    from appliance.store.db import open_store
     from appliance.store.errors import StoreError
 
-    if not settings.db_path.exists():
-        raise StoreError(f"no store at {settings.db_path}; run `runlog init` first")
-    conn = connect(settings.db_path, readonly=True)
+    conn = open_store(settings.db_path, readonly=True)
     try:
         trusted = keyring.trusted_keys(conn)
         if trusted is None:

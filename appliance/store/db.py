@@ -155,6 +155,21 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
+def open_store(path: str | Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
+    """The existing store at `path` (commands never create one; `runlog init` and `serve` do); a
+    writable connection is first migrated to this runlog's schema. Raises `StoreError` if missing."""
+    if not Path(path).exists():
+        raise StoreError(f"no store at {path}; run `runlog init` first")
+    conn = connect(path, synchronous=synchronous, readonly=readonly)
+    if not readonly:
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply pending migrations, each in its own transaction; return the schema version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
