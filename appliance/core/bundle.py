@@ -17,7 +17,7 @@ from functools import cached_property
 
 import rfc8785
 
-from appliance.core.entry import plain_json_text
+from appliance.core.entry import is_plain_json, plain_json_text
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import sha256
 from appliance.core.keys import NoteSigner
@@ -56,33 +56,12 @@ class AnchorLocation:
     location: str
 
 
-def _plain(value: object) -> bool:
-    """True when `value` holds only dicts with ASCII string keys, lists, strings, booleans, None and
-    integers within +-(2^53-1): then `plain_json_text` is byte-identical to RFC 8785."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            if not all(type(key) is str and key.isascii() for key in item):
-                return False
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is int:
-            if not -(2**53) < item < 2**53:
-                return False
-        elif kind is not str and kind is not bool and item is not None:
-            return False  # floats, and any other type, take rfc8785's path
-    return True
-
-
 def canonical_json(value: object) -> bytes:
     """RFC 8785 bytes of `value` (a fast path for the common case; `rfc8785` otherwise).
 
     Raises `InvalidInput` for values RFC 8785 cannot represent (lone surrogates, huge integers, NaN)."""
     try:
-        if _plain(value):
+        if is_plain_json(value):
             return plain_json_text(value).encode("utf-8")
         return rfc8785.dumps(value)
     except (ValueError, TypeError, RecursionError) as error:  # UnicodeEncodeError, CanonicalizationError

@@ -70,8 +70,30 @@ _fast_attrs_text = _make_fast_encoder()
 
 def plain_json_text(value: Any) -> str:
     """RFC 8785 text of a JSON value that holds no float, no integer beyond +-(2^53-1) and only
-    ASCII object keys (the caller checks that; `encode_entry` uses the same encoder for attrs)."""
+    ASCII object keys (the caller checks that, e.g. with `is_plain_json`; `encode_entry` uses the
+    same encoder for attrs)."""
     return _fast_attrs_text(value)
+
+
+def is_plain_json(value: object) -> bool:
+    """True when `value` holds only dicts with ASCII string keys, lists, strings, booleans, None and
+    integers within +-(2^53-1): then `plain_json_text` is byte-identical to RFC 8785."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if not all(type(key) is str and key.isascii() for key in item):
+                return False
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not -(2**53) < item < 2**53:
+                return False
+        elif kind is not str and kind is not bool and item is not None:
+            return False  # floats, and any other type, take rfc8785's path
+    return True
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
