@@ -68,6 +68,8 @@ def _serve(args: argparse.Namespace) -> int:
     result = init_appliance(settings)
     if result.admin_token:
         _say(f"admin token (shown once; keep it in a secret store): {result.admin_token}")
+    if settings.workers > 1:
+        return _serve_with_workers(settings)
     app = create_app(settings)
     configure_logging(secrets=secrets_of(settings))  # after create_app: building the app configures logging too
     logging.getLogger("runlog.serve").info("serving", extra={"fields": {
@@ -82,6 +84,20 @@ def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
     uvicorn.Server(config).run()
+    return 0
+
+
+def _serve_with_workers(settings) -> int:
+    from appliance.logs import configure_logging, secrets_of
+    from appliance.service import open_appliance
+    from appliance.workers.supervisor import serve_with_workers
+
+    configure_logging(secrets=secrets_of(settings))
+    appliance = open_appliance(settings)
+    logging.getLogger("runlog.serve").info("serving", extra={"fields": {
+        "version": __version__, "origin": settings.origin, "url": settings.public_url, "store": str(settings.db_path),
+        "workers": settings.workers}})
+    serve_with_workers(settings, appliance, settings.workers, GRACEFUL_SHUTDOWN_SECONDS)
     return 0
 
 

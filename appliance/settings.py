@@ -85,6 +85,8 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     http_parser: str = "auto"
+    # HTTP worker processes; 1 serves everything in one process (see appliance.workers.supervisor).
+    workers: int = 1
 
     @property
     def db_path(self) -> Path:
@@ -139,6 +141,7 @@ class Settings:
             header_timeout=_seconds(env, "RUNLOG_HEADER_TIMEOUT", 10.0),
             body_timeout=_seconds(env, "RUNLOG_BODY_TIMEOUT", 60.0),
             http_parser=_choice(env, "RUNLOG_HTTP_PARSER", HTTP_PARSERS),
+            workers=_integer(env, "RUNLOG_WORKERS", 1, 1, 64),
         )
 
 

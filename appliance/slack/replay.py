@@ -4,7 +4,8 @@ The signature window stops a request captured more than five minutes ago; this s
 within those five minutes. Slack never sends the same slash command or interaction twice (each
 carries its own `trigger_id` and `response_url`), so a second copy of a signature is a replay.
 Only signatures that verified are remembered, so nobody without the secret can fill the memory;
-it is bounded anyway, oldest forgotten first. Memory is per process (runlog serves with one).
+it is bounded anyway, oldest forgotten first. With several HTTP worker processes, the primary
+holds the one memory and the workers ask it (appliance.workers.remote.SharedReplayGuard).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The Litestar application: `create_app(settings)` opens the appliance in the lifespan and puts
 it on `app.state`; routes live in one module per resource and hold no business logic."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
 from litestar.middleware import DefineMiddleware
@@ -26,25 +26,36 @@ from appliance.web.routes_runs import RunsController
 from appliance.web.routes_slack import SLACK_ROUTES, slack_lifespan
 
 
-def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Litestar:
-    """The app; it opens (and closes) its own appliance unless one is given."""
-    instruments = Instruments()
+@asynccontextmanager
+async def _given(appliance: Appliance) -> AsyncIterator[Appliance]:
+    yield appliance
+
+
+@asynccontextmanager
+async def _owned(settings: Settings) -> AsyncIterator[Appliance]:
+    init_appliance(settings)
+    opened = open_appliance(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def create_app(settings: Settings, *, appliance: Appliance | None = None,
+               opener: Callable[[], AbstractAsyncContextManager[Appliance]] | None = None,
+               instruments: Instruments | None = None, limiter: FailureLimiter | None = None) -> Litestar:
+    """The app; it opens (and closes) its own appliance unless one is given, or an `opener` (an HTTP
+    worker process's: see appliance.workers) opens it."""
+    instruments = instruments if instruments is not None else Instruments()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        owned = appliance is None
-        opened = appliance
-        if opened is None:
-            init_appliance(settings)
-            opened = open_appliance(settings)
-        app.state.appliance = opened
-        app.state.tokens = opened.tokens
-        opened.writer.on_commit = instruments.observe_commit
-        try:
+        source = _given(appliance) if appliance is not None else opener() if opener is not None else _owned(settings)
+        async with source as opened:
+            app.state.appliance = opened
+            app.state.tokens = opened.tokens
+            opened.writer.on_commit = instruments.observe_commit
             yield
-        finally:
-            if owned:
-                opened.close()
 
     app = Litestar(
         route_handlers=[EventsController, RunsController, EntriesController, ProofsController, CheckpointsController,
@@ -57,7 +68,8 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None) -> Lit
         openapi_config=OpenAPIConfig(title="runlog", version=__version__, path="/schema"),
         debug=False,
     )
-    app.state.auth_limiter = FailureLimiter(settings.auth_failure_burst, settings.auth_failure_refill)
+    app.state.auth_limiter = limiter if limiter is not None else FailureLimiter(settings.auth_failure_burst,
+                                                                                settings.auth_failure_refill)
     complete_openapi(app)
     app.state.instruments = instruments
     app.asgi_handler = RequestLog(app.asgi_handler, instruments)  # around the router: 404s are logged too

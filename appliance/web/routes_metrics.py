@@ -48,6 +48,8 @@ class _Exposition:
 @get("/metrics", sync_to_thread=True, summary="Prometheus metrics: log, requests, writer, store, checkpoints, anchors")
 def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     appliance: Appliance = request.app.state.appliance
+    if (refresh := getattr(appliance.writer, "refresh", None)) is not None:
+        refresh()  # an HTTP worker's view of the writer: fresh from the primary, not its last push
     conn = appliance.reader()
     now = datetime.now(timezone.utc)
     out = _Exposition()

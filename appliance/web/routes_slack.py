@@ -56,7 +56,8 @@ async def slack_lifespan(app: Litestar) -> AsyncIterator[None]:
     if not settings.slack_signing_secret:
         log.info("RUNLOG_SLACK_SIGNING_SECRET is not set: /slack/* refuses every request")
     api = SlackWebApi(settings.slack_api_url, settings.slack_bot_token)
-    app.state.slack = SlackState(ReplayGuard(), api)
+    # An HTTP worker process shares the primary's memory of signatures (appliance.workers.remote).
+    app.state.slack = SlackState(getattr(app.state, "replay_guard", None) or ReplayGuard(), api)
     try:
         yield
     finally:

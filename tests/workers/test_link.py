@@ -1,0 +1,150 @@
+"""The link between HTTP workers and the primary: frames over a real Unix socket, errors crossing
+as the same runlog types, frames split anywhere, calls failing (not hanging) when the other side
+goes away, and events crossing intact (the writer stores the same bytes as from a direct append)."""
+
+import asyncio
+from datetime import datetime, timezone
+
+import msgspec
+import pytest
+
+from appliance.core.errors import EntryError, InvalidInput
+from appliance.core.keys import generate_signer
+from appliance.core.sequencer import Event, RunClosedError
+from appliance.store.errors import IdempotencyConflict, StoreUnavailable
+from appliance.store.writer import AppendRequest, Writer
+from appliance.workers import wire
+from appliance.workers.link import MAX_FRAME_BYTES, LinkLost, Peer
+
+
+async def _pair(tmp_path, handlers, client_handlers=None):
+    loop = asyncio.get_running_loop()
+    served: list[Peer] = []
+
+    def make() -> Peer:
+        peer = Peer(handlers)
+        served.append(peer)
+        return peer
+
+    server = await loop.create_unix_server(make, str(tmp_path / "link.sock"))
+    _, client = await loop.create_unix_connection(lambda: Peer(client_handlers or {}), str(tmp_path / "link.sock"))
+    for _ in range(100):
+        if served:
+            break
+        await asyncio.sleep(0.01)
+    return server, served[0], client
+
+
+def _entry_error():
+    error = EntryError("step must be a string of 1..256 characters", field="events[3].step")
+    error.index = 3
+    raise error
+
+
+async def _slow(body):
+    await asyncio.sleep(0.01)
+    return {"echo": body}
+
+
+def test_calls_replies_and_errors_cross_as_the_same_types(tmp_path):
+    async def main():
+        handlers = {
+            "echo": lambda body: body,
+            "slow": _slow,
+            "entry": lambda body: _entry_error(),
+            "conflict": lambda body: (_ for _ in ()).throw(IdempotencyConflict("key 'k' was used with other content")),
+            "closed": lambda body: (_ for _ in ()).throw(RunClosedError("run abc was closed", field="trace_id")),
+            "bug": lambda body: 1 / 0,
+        }
+        server, _, client = await _pair(tmp_path, handlers)
+        assert await client.call("echo", [1, "two", b"\x00three"]) == [1, "two", b"\x00three"]
+        results = await asyncio.gather(*(client.call("slow", n) for n in range(50)))
+        assert results == [{"echo": n} for n in range(50)]
+        with pytest.raises(EntryError) as caught:
+            await client.call("entry", None)
+        assert (str(caught.value), caught.value.field, caught.value.index) == (
+            "step must be a string of 1..256 characters", "events[3].step", 3)
+        with pytest.raises(IdempotencyConflict, match="used with other content"):
+            await client.call("conflict", None)
+        with pytest.raises(RunClosedError) as closed:
+            await client.call("closed", None)
+        assert isinstance(closed.value, InvalidInput) and closed.value.field == "trace_id"
+        with pytest.raises(RuntimeError, match="ZeroDivisionError|division by zero"):
+            await client.call("bug", None)
+        with pytest.raises(RuntimeError, match="unknown operation 'nope'"):
+            await client.call("nope", None)
+        client.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_frames_split_at_every_byte_and_glued_together_are_read_alike():
+    seen = []
+    peer = Peer({"note": seen.append})
+    encoder = msgspec.msgpack.Encoder()
+    frames = b""
+    for n in range(3):
+        data = encoder.encode([3, 0, "note", {"n": n, "blob": bytes(range(256))}])
+        frames += len(data).to_bytes(4, "big") + data
+    for i in range(len(frames)):  # one byte at a time
+        peer.data_received(frames[i : i + 1])
+    peer.data_received(frames)  # all at once
+    assert [item["n"] for item in seen] == [0, 1, 2, 0, 1, 2]
+
+
+def test_a_frame_claiming_more_than_the_limit_closes_the_link(tmp_path):
+    async def main():
+        server, served, client = await _pair(tmp_path, {})
+        client._transport.write((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+        await asyncio.wait_for(served.closed.wait(), 5)
+        await asyncio.wait_for(client.closed.wait(), 5)
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_pending_calls_fail_with_link_lost_when_the_other_side_goes_away(tmp_path):
+    async def main():
+        never = asyncio.get_running_loop().create_future()
+        server, served, client = await _pair(tmp_path, {"hang": lambda body: never})
+        pending = client.call("hang", None)
+        await asyncio.sleep(0.05)
+        served.close()
+        with pytest.raises(LinkLost) as lost:
+            await asyncio.wait_for(pending, 5)
+        assert isinstance(lost.value, StoreUnavailable)  # answered as a 503: retry shortly
+        with pytest.raises(LinkLost):
+            client.call("hang", None)
+        client.notify("ignored", None)  # a notice on a lost link is dropped, not raised
+        server.close()
+
+    asyncio.run(main())
+
+
+SIGNER = generate_signer("test/link", seed=b"\x05" * 32)
+
+
+def _events(source: str) -> list[Event]:
+    return [Event(trace_id=f"{n % 3 + 1:032x}", step=f"step {n} ✓", status="succeeded" if n == 5 else "info",
+                  ts="2026-11-28T10:00:00Z", source=source, attrs={"n": n, "text": "naïve \"q\"\n", "f": 1.5},
+                  span_id=f"{n + 1:016x}", final=n == 5).prepared() for n in range(6)]
+
+
+def test_events_cross_the_link_and_are_stored_byte_for_byte_as_a_direct_append(tmp_path):
+    stored = []
+    for name, through_wire in (("direct", False), ("wire", True)):
+        writer = Writer(tmp_path / f"{name}.sqlite", origin="test/link", signer=SIGNER,
+                        clock=lambda: datetime(2026, 11, 28, 10, 0, 1, tzinfo=timezone.utc))
+        writer.start()
+        request = AppendRequest(_events("ci"), "ci", "key-1", b"\x01" * 32)
+        if through_wire:
+            request = wire.request_from(msgspec.msgpack.decode(msgspec.msgpack.encode(wire.request_body(request))))
+        result = writer.append_sync(request)
+        crossed = wire.result_from(msgspec.msgpack.decode(msgspec.msgpack.encode(wire.result_body(result))))
+        assert crossed == result
+        rows = writer._conn.execute("SELECT seq, trace_id, run_seq, step, status, final, ts, source, data, hash "
+                                    "FROM entries ORDER BY seq").fetchall()
+        stored.append((rows, result.entry_hashes))
+        writer.stop()
+    assert stored[0] == stored[1]
