@@ -4,12 +4,14 @@ failed-authentication limiter and the Slack replay memory, and answers the HTTP 
 
 import asyncio
 import logging
+import sqlite3
 import time
 from typing import Any
 
 from appliance.service import Appliance
 from appliance.slack.replay import ReplayGuard
 from appliance.slack.signing import SlackSignatureError
+from appliance.store.errors import StoreUnavailable
 from appliance.web.instruments import COMMIT_BUCKETS, LATENCY_BUCKETS, Histogram
 from appliance.web.rate_limit import FailureLimiter
 from appliance.workers import wire
@@ -44,12 +46,15 @@ class PrimaryService:
     async def _append(self, body: list[Any]) -> list[Any]:
         return wire.result_body(await self.appliance.writer.append(wire.request_from(body)))
 
-    async def _cut(self, body: Any) -> int:
+    async def _cut(self, body: Any) -> list[Any]:
         checkpointer = self.appliance.checkpointer
         if checkpointer is None:
-            return 0
-        checkpoint, _signed = await asyncio.to_thread(checkpointer.cut_now)
-        return checkpoint.size
+            raise StoreUnavailable("the checkpointer is not running")
+        try:
+            checkpoint, signed = await asyncio.to_thread(checkpointer.cut_now)
+        except sqlite3.Error as error:  # disk full, read-only: a 503 to retry, as in one process
+            raise StoreUnavailable(f"the store cannot be written right now: {error}; retry later") from error
+        return [checkpoint.size, signed]
 
     def _auth_failed(self, key: str) -> int | None:
         self.limiter.failed(key)

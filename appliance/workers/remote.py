@@ -7,11 +7,15 @@ the request metrics of all workers are asked for.
 """
 
 import asyncio
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from appliance.slack.signing import SlackSignatureError
+from appliance.store.checkpoints import StoredCheckpoint, checkpoint_at
+from appliance.store.errors import StoreUnavailable
 from appliance.store.writer import AppendRequest, AppendResult
 from appliance.web.instruments import LATENCY_BUCKETS, Histogram, Instruments
 from appliance.web.rate_limit import FailureLimiter
@@ -147,13 +151,17 @@ class RemoteWriter:
 
 
 class RemoteCheckpointer:
-    def __init__(self, link: PrimaryLink) -> None:
-        self._link = link
+    def __init__(self, link: PrimaryLink, reader: Callable[[], sqlite3.Connection]) -> None:
+        self._link, self._reader = link, reader
 
-    def cut_now(self) -> int:
-        """Have the primary sign a checkpoint of every committed entry (if none covers them yet);
-        returns its size. Blocks: call it from a worker thread, not the event loop."""
-        return self._link.call_blocking("cut", None)
+    def cut_now(self) -> tuple[StoredCheckpoint, bool]:
+        """As `Checkpointer.cut_now`, signed by the primary: the checkpoint of every committed entry
+        and whether it was signed now. Blocks: call it from a worker thread, not the event loop."""
+        size, signed = self._link.call_blocking("cut", None)
+        checkpoint = checkpoint_at(self._reader(), size)
+        if checkpoint is None:
+            raise StoreUnavailable(f"the primary signed checkpoint {size}, but this worker cannot read it")
+        return checkpoint, signed
 
 
 class RemoteOutbox:

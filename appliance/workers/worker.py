@@ -46,7 +46,8 @@ def worker_appliance(settings: Settings, link: PrimaryLink, path: str, index: in
 
         appliance = Appliance(settings, signers.log, signers.clock, RemoteWriter(link),  # type: ignore[arg-type]
                               TokenAuthenticator(reader), build_anchors(settings),
-                              RemoteOutbox(link), checkpointer=RemoteCheckpointer(link))  # type: ignore[arg-type]
+                              RemoteOutbox(link), checkpointer=None)
+        appliance.checkpointer = RemoteCheckpointer(link, appliance.reader)  # type: ignore[assignment]
         try:
             yield appliance
         finally:

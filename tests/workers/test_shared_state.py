@@ -88,7 +88,9 @@ def test_both_workers_append_to_one_chain_and_errors_come_back_typed(cluster):
     with pytest.raises(RunClosedError, match="was closed by its final entry at seq 3"):
         cluster.run(writers[1].append(AppendRequest([_event(7)], "admin")))
     cluster.wait(lambda: all(w.running and w.commits >= 1 and w.size == 4 for w in writers))
-    assert RemoteCheckpointer(cluster.workers[0][0]).cut_now() == 4
+    checkpoint, signed = RemoteCheckpointer(cluster.workers[0][0], cluster.appliance.reader).cut_now()
+    assert (checkpoint.size, signed) == (4, True)
+    assert RemoteCheckpointer(cluster.workers[1][0], cluster.appliance.reader).cut_now()[1] is False
 
 
 def test_failed_logins_on_different_workers_add_up_and_block_the_address_everywhere(cluster):
