@@ -90,12 +90,23 @@ class Served:
         raise RuntimeError(f"{self.argv} did not become healthy in {timeout:.0f} s: {self.log_tail()}")
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU time the server process has used so far (Linux /proc), or None."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, AttributeError):
+        """User + system CPU time the server and its worker processes have used so far (Linux
+        /proc), or None. A worker that exited takes its time with it: compare runs without restarts."""
+        if self.process is None:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total, pending = 0, [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                if pid == self.process.pid:
+                    return None
+                continue
+            total += int(fields[11]) + int(fields[12])
+            pending += [int(child) for child in children]
+        return total / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
@@ -110,19 +121,47 @@ class Served:
                 self.process.wait()
 
 
-def runlog_server(data_dir: Path, log_path: Path) -> Served:
-    """`runlog serve` on a free port, not yet started."""
+def runlog_server(data_dir: Path, log_path: Path, workers: int | None = None) -> Served:
+    """`runlog serve` on a free port, not yet started; `workers` sets RUNLOG_WORKERS."""
     port = free_port()
     # Every other setting at its default; among them synchronous=FULL: acknowledged only when durable.
     env = {name: value for name, value in os.environ.items() if not name.startswith("RUNLOG_")}
     env.update(RUNLOG_DATA_DIR=str(data_dir), RUNLOG_HOST="127.0.0.1", RUNLOG_PORT=str(port),
                RUNLOG_ADMIN_TOKEN=ADMIN_TOKEN, PYTHONPATH=str(BENCH.parent))
+    if workers is not None:
+        env["RUNLOG_WORKERS"] = str(workers)
     return Served([sys.executable, "-m", "appliance.cli", "serve"], env, port, log_path)
 
 
-def serve_bare(port: int) -> None:
+def default_workers() -> int:
+    """The HTTP worker processes `runlog serve` runs with its defaults on this machine."""
+    from appliance.settings import Settings
+
+    return Settings.from_env({}).workers
+
+
+def serve_bare(port: int, workers: int = 1) -> None:
     """The ceiling: a Litestar POST route that reads the body and answers 201 with a small JSON
-    object, under uvicorn configured as `runlog serve` configures it."""
+    object, under uvicorn configured as `runlog serve` configures it: with several workers, one
+    process per worker on its own SO_REUSEPORT socket, as appliance.workers.supervisor binds them."""
+    if workers > 1:
+        from appliance.workers.supervisor import bind_sockets
+
+        children = []
+        for sock in bind_sockets("127.0.0.1", port, workers):
+            pid = os.fork()
+            if pid == 0:
+                _serve_bare_app(sock)
+                os._exit(0)
+            children.append(pid)
+        signal.signal(signal.SIGTERM, lambda *_: [os.kill(child, signal.SIGTERM) for child in children])
+        for child in children:
+            os.waitpid(child, 0)
+        return
+    _serve_bare_app(None, port)
+
+
+def _serve_bare_app(sock: socket.socket | None, port: int = 0) -> None:
     import uvicorn
     from litestar import Litestar, Request, get, post
 
@@ -136,15 +175,16 @@ def serve_bare(port: int) -> None:
         return {"status": "ok"}
 
     app = Litestar(route_handlers=[events, healthz], debug=False)
-    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning",
-                                  lifespan="on")).run()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning",
+                                           lifespan="on"))
+    server.run(sockets=[sock] if sock is not None else None)
 
 
-def bare_server(log_path: Path) -> Served:
-    """The bare endpoint on a free port, not yet started."""
+def bare_server(log_path: Path, workers: int = 1) -> Served:
+    """The bare endpoint on a free port with `workers` processes, not yet started."""
     port = free_port()
-    return Served([sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port)], dict(os.environ),
-                  port, log_path)
+    return Served([sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port),
+                   "--bare-workers", str(workers)], dict(os.environ), port, log_path)
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -531,15 +571,23 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                                  "server_cpu_us_per_request": None if load.cpu_seconds is None
                                  else load.cpu_seconds * 1e6 / max(load.ok, 1)}
 
-    bare, runlog = bare_server(work / "bare.log").spawn(), runlog_server(work / "data", work / "runlog.log").spawn()
+    workers = args.workers or default_workers()
+    results["workers"] = workers
+    print(f"  runlog serve with RUNLOG_WORKERS={workers}{'' if args.workers else ' (its default here)'}; "
+          f"the bare endpoint with the same number of worker processes" + (", and with one" if workers > 1 else ""))
+    servers = [("bare", bare_server(work / "bare.log", workers).spawn(), f"bare Litestar, {workers} process(es)")]
+    if workers > 1:
+        servers.append(("bare1", bare_server(work / "bare1.log", 1).spawn(), "bare Litestar, 1 process"))
+    runlog = runlog_server(work / "data", work / "runlog.log", workers).spawn()
+    servers.append(("runlog", runlog, f"runlog, 1 event/req, {workers} w."))
     try:
-        bare.wait_healthy()
-        runlog.wait_healthy()
+        for _, server, _ in servers:
+            server.wait_healthy()
         made = subprocess.run([sys.executable, "-m", "appliance.cli", "token", "create", "bench", "--scopes", "append"],
                               env=runlog.env, capture_output=True, text=True, check=True)
         token = made.stdout.strip()
         for c in clients:
-            for key, server, name in (("bare", bare, "bare Litestar endpoint"), ("runlog", runlog, "runlog, 1 event/request")):
+            for key, server, name in servers:
                 before = _load_avg()
                 record(f"{key}_{c}", name, c, _measured(server, load_fn, "/v1/events", token, single_file, c, seconds),
                        1, before)
@@ -548,8 +596,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         record("runlog_batched", f"runlog, {BATCH} events/request", args.batch_clients,
                _measured(runlog, load_fn, "/v1/events", token, batch_file, args.batch_clients, seconds), BATCH, before)
     finally:
-        bare.stop()
-        runlog.stop()
+        for _, server, _ in servers:
+            server.stop()
     check = check_store(work / "data" / "runlog.sqlite", batched_from, args.sample)
     results["runlog_store"] = check.__dict__
     print(f"  runlog store: {check.entries:,} entries, forks {check.forks}, core verification {check.verified} "
@@ -587,8 +635,10 @@ def summarize(results: dict, clients: list[int], pg_clients: list[int]) -> None:
         print(f"  runlog {top} clients / seed design {max(pg_clients)} clients: {ratio:5.2f}x   "
               f"(target >= 2x)      {_verdict(ratio >= 2)}")
     share = runlog_top / cases[f"bare_{top}"]["events_per_s"]
-    print(f"  runlog {top} clients / bare endpoint {top} clients: {share:5.0%}   (target >= 60%)     "
-          f"{_verdict(share >= 0.6)}")
+    print(f"  runlog {top} clients / bare endpoint {top} clients, same worker processes: {share:5.0%}   "
+          f"(target >= 60%)     {_verdict(share >= 0.6)}")
+    if f"bare1_{top}" in cases:
+        print(f"    (against the bare endpoint in one process: {runlog_top / cases[f'bare1_{top}']['events_per_s']:.0%})")
     runlog_cpu, bare_cpu = cases[f"runlog_{top}"]["server_cpu_us_per_request"], cases[f"bare_{top}"]["server_cpu_us_per_request"]
     if runlog_cpu and bare_cpu:
         print(f"    server CPU per request at {top} clients: runlog {runlog_cpu:,.0f} us, bare {bare_cpu:,.0f} us "
@@ -617,10 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=2000, help="entries compared with rfc8785.dumps")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (store, logs)")
+    parser.add_argument("--workers", type=int, help="RUNLOG_WORKERS for runlog serve (default: its own default)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
-        serve_bare(args.bare_server)
+        serve_bare(args.bare_server, args.bare_workers)
         return 0
     work = Path(tempfile.mkdtemp(prefix="runlog-bench-ingest-"))
     try:
