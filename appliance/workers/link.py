@@ -9,6 +9,8 @@ other side as the same type, so a worker answers exactly as the single-process a
 
 import asyncio
 import logging
+import os
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from itertools import count
@@ -36,6 +38,22 @@ Handler = Callable[[Any], Any]  # returns the reply body, or an awaitable of it
 
 class LinkLost(StoreUnavailable):
     """The other side of the link went away before answering."""
+
+
+def abstract_address(name: str) -> str:
+    """A Linux abstract socket address: no file to leave behind when the primary is killed, but
+    visible to every local user, hence `same_user_only` on the primary's side."""
+    return "\0" + name
+
+
+def _peer_uid(transport: asyncio.BaseTransport) -> int | None:
+    sock = transport.get_extra_info("socket")
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return None
+    return uid
 
 
 def encode_error(error: BaseException) -> list[Any]:
@@ -71,11 +89,15 @@ class Peer(asyncio.Protocol):
         self._flushing = False
         self.closed = asyncio.Event()
         self.name = "peer"
+        self.same_user_only = False  # the primary's side: refuse processes of other users
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if self.same_user_only and _peer_uid(transport) != os.getuid():
+            log.error("link: a process of another user connected; refused")
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer

@@ -38,6 +38,7 @@ class PrimaryService:
                      "replay": self._replay, "metrics": self._metrics, "hello": self._hello,
                      "status": lambda _body: self.status()},
                     on_lost=self.peers.discard)
+        peer.same_user_only = True
         self.peers.add(peer)
         return peer
 

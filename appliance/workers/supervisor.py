@@ -7,7 +7,7 @@ checkpointer, the anchor outbox, the failed-authentication limiter and the Slack
 
 The primary binds one listening socket per worker on the same port (SO_REUSEPORT: the kernel
 spreads connections over them), starts each worker with its socket, answers them over one Unix
-socket link each (appliance.workers.link), and restarts a worker that dies. On SIGTERM it stops
+socket link each (an abstract address: nothing on disk; only this user's processes are accepted) (appliance.workers.link), and restarts a worker that dies. On SIGTERM it stops
 the workers first (they finish the requests in flight, whose appends it still commits), then
 closes the appliance as a single process would: writer drained, final checkpoint, anchors tried.
 """
@@ -15,18 +15,18 @@ closes the appliance as a single process would: writer drained, final checkpoint
 import asyncio
 import logging
 import os
-import shutil
+import secrets
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 from appliance.service import Appliance
 from appliance.settings import Settings
 from appliance.web.rate_limit import FailureLimiter
+from appliance.workers.link import abstract_address
 from appliance.workers.primary import PrimaryService
 
 log = logging.getLogger("runlog.serve")
@@ -78,13 +78,12 @@ class Supervisor:
         self.workers = [_Worker(index, sock) for index, sock in enumerate(sockets)]
         self.service = PrimaryService(appliance, FailureLimiter(settings.auth_failure_burst,
                                                                 settings.auth_failure_refill))
-        self._link_dir = tempfile.mkdtemp(prefix="runlog-link-")  # mode 0700: only this user reaches the link
-        self.link_path = os.path.join(self._link_dir, "writer.sock")
+        self.link_name = f"runlog-link-{os.getpid()}-{secrets.token_hex(8)}"
 
     def _spawn(self, worker: _Worker) -> None:
         fd = worker.sock.fileno()
         worker.process = subprocess.Popen(
-            [sys.executable, "-m", "appliance.workers.worker", "--link", self.link_path, "--fd", str(fd),
+            [sys.executable, "-m", "appliance.workers.worker", "--link", self.link_name, "--fd", str(fd),
              "--index", str(worker.index), "--graceful", str(self.graceful), "--parent", str(os.getpid())],
             pass_fds=(fd,), stdin=subprocess.DEVNULL)
         worker.down_since = None
@@ -111,7 +110,7 @@ class Supervisor:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        server = await loop.create_unix_server(self.service.peer, self.link_path)
+        server = await loop.create_unix_server(self.service.peer, abstract_address(self.link_name))
         status = asyncio.create_task(self.service.broadcast_status())
         try:
             for worker in self.workers:
@@ -131,7 +130,6 @@ class Supervisor:
             server.close()
             for peer in list(self.service.peers):
                 peer.close()
-            shutil.rmtree(self._link_dir, ignore_errors=True)
 
     async def _announce(self, stop: asyncio.Event) -> None:
         deadline = time.monotonic() + READY_SECONDS

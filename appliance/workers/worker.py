@@ -23,6 +23,7 @@ from appliance.service import Appliance
 from appliance.settings import Settings
 from appliance.store.db import connect
 from appliance.store.tokens import TokenAuthenticator
+from appliance.workers.link import abstract_address
 from appliance.workers.remote import (PrimaryLink, RemoteCheckpointer, RemoteOutbox, RemoteWriter,
                                       SharedFailureLimiter, SharedInstruments, SharedReplayGuard)
 
@@ -34,7 +35,7 @@ PR_SET_PDEATHSIG = 1
 def worker_appliance(settings: Settings, link: PrimaryLink, path: str, index: int):
     @asynccontextmanager
     async def opened() -> AsyncIterator[Appliance]:
-        await link.connect(path, index)
+        await link.connect(abstract_address(path), index)
         for _ in range(int(FIRST_STATUS_SECONDS / 0.05)):  # health is right from the first request
             if link.status:
                 break
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from appliance.web.client_limits import server_options
 
     parser = argparse.ArgumentParser(prog="runlog-worker")
-    parser.add_argument("--link", required=True)
+    parser.add_argument("--link", required=True, help="the primary's abstract socket name")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--graceful", type=float, default=5.0)

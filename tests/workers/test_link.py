@@ -3,6 +3,8 @@ as the same runlog types, frames split anywhere, calls failing (not hanging) whe
 goes away, and events crossing intact (the writer stores the same bytes as from a direct append)."""
 
 import asyncio
+import os
+import sys
 from datetime import datetime, timezone
 
 import msgspec
@@ -14,7 +16,7 @@ from appliance.core.sequencer import Event, RunClosedError
 from appliance.store.errors import IdempotencyConflict, StoreUnavailable
 from appliance.store.writer import AppendRequest, Writer
 from appliance.workers import wire
-from appliance.workers.link import MAX_FRAME_BYTES, LinkLost, Peer
+from appliance.workers.link import MAX_FRAME_BYTES, LinkLost, Peer, abstract_address
 
 
 async def _pair(tmp_path, handlers, client_handlers=None):
@@ -148,3 +150,49 @@ def test_events_cross_the_link_and_are_stored_byte_for_byte_as_a_direct_append(t
         stored.append((rows, result.entry_hashes))
         writer.stop()
     assert stored[0] == stored[1]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_the_primary_refuses_a_process_of_another_user_on_its_abstract_address(tmp_path):
+    name = abstract_address(f"runlog-test-{os.getpid()}")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        calls = []
+
+        def make() -> Peer:
+            peer = Peer({"append": calls.append})
+            peer.same_user_only = True
+            return peer
+
+        server = await loop.create_unix_server(make, name)
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", _INTRUDER, name[1:],
+                                                     stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(child.communicate(), 20)
+        assert out.decode().strip() == "closed" and calls == []
+        _, own = await loop.create_unix_connection(lambda: Peer({}), name)  # this user: accepted
+        own.notify("append", "mine")
+        for _ in range(100):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        assert calls == ["mine"]
+        own.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+_INTRUDER = """
+import os, socket, sys
+import msgspec
+data = msgspec.msgpack.encode([3, 0, "append", "intruder"])
+os.setgid(65534); os.setuid(65534)
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect("\\0" + sys.argv[1])
+try:
+    sock.sendall(len(data).to_bytes(4, "big") + data)
+    print("closed" if sock.recv(1) == b"" else "answered")
+except OSError:
+    print("closed")
+"""
