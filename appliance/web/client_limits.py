@@ -147,7 +147,11 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 
 class BodyDeadline:
-    """ASGI middleware: the request body must arrive within `seconds` of the request's start."""
+    """ASGI middleware: the request body must arrive within `seconds` of the request's start.
+
+    One timer per request: when it fires while the app waits for the body, it cancels that wait,
+    which becomes the 408. (`asyncio.wait_for` around each `receive` made a task per call: ~20 µs
+    per request, against ~1 µs for the timer.)"""
 
     def __init__(self, app: Any, seconds: float) -> None:
         self.app, self.seconds = app, seconds
@@ -156,19 +160,43 @@ class BodyDeadline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        deadline, complete = loop.time() + self.seconds, False
+        complete = expired = cancelled = False
+        waiting: asyncio.Task[Any] | None = None
+
+        def expire() -> None:
+            nonlocal expired, cancelled
+            expired = True
+            if waiting is not None:
+                cancelled = waiting.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.seconds, expire)
 
         async def receive_in_time() -> Any:
-            nonlocal complete
+            nonlocal complete, waiting
             if complete:  # the body is in: later calls wait for a disconnect, which may take forever
                 return await receive()
+            if expired:
+                raise self._timed_out()
+            waiting = asyncio.current_task()
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                raise RequestTimeout(f"the request body did not arrive within {self.seconds:g} s (RUNLOG_BODY_TIMEOUT)",
-                                     headers={"Connection": "close"}) from None
+                message = await receive()
+            except asyncio.CancelledError:
+                if not cancelled:
+                    raise
+                waiting.uncancel()  # type: ignore[union-attr]  # the cancellation was ours: it ends here
+                raise self._timed_out() from None
+            finally:
+                waiting = None
             complete = message.get("type") != "http.request" or not message.get("more_body", False)
+            if complete:
+                timer.cancel()
             return message
 
-        await self.app(scope, receive_in_time, send)
+        try:
+            await self.app(scope, receive_in_time, send)
+        finally:
+            timer.cancel()
+
+    def _timed_out(self) -> RequestTimeout:
+        return RequestTimeout(f"the request body did not arrive within {self.seconds:g} s (RUNLOG_BODY_TIMEOUT)",
+                              headers={"Connection": "close"})
