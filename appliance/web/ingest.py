@@ -43,6 +43,7 @@ from appliance.core.tracecontext import TraceParent, parse_traceparent_headers, 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 HEADERS = ("traceparent", "x-amzn-trace-id", "idempotency-key")
+_HEADER_NAMES = {name.encode("latin-1"): name for name in HEADERS}
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 _HASH_FORMAT = "runlog-ingest-request/v1"
@@ -131,8 +132,8 @@ def request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, lis
     """The headers `parse_events` reads, from ASGI `scope["headers"]` (latin-1, any case)."""
     found: dict[str, list[str]] = {}
     for name, value in raw_headers:
-        key = name.decode("latin-1").lower()
-        if key in HEADERS:
+        key = _HEADER_NAMES.get(name.lower())  # compared as bytes: this runs on every ingest request
+        if key is not None:
             found.setdefault(key, []).append(value.decode("latin-1"))
     return found
 
