@@ -27,6 +27,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -133,6 +134,14 @@ async def one_round(app: Any, bodies: list[bytes], token: str, clients: int, exp
     await asyncio.gather(*(caller(bodies[c::clients]) for c in range(clients)))
 
 
+def _callgrind(switch: str | int) -> None:
+    """Under `valgrind --tool=callgrind --instr-atstart=no`, count instructions only in the
+    measured rounds: a figure other work on the machine does not move (env RUNLOG_BENCH_CALLGRIND=1)."""
+    if switch and os.environ.get("RUNLOG_BENCH_CALLGRIND"):
+        subprocess.run(["callgrind_control", "--instr=" + str(switch), str(os.getpid())], check=True,
+                       capture_output=True)
+
+
 def _thread_cpu(name: str) -> float:
     for thread in threading.enumerate():
         if thread.name == name and thread.ident is not None:
@@ -153,7 +162,9 @@ async def measure(app: Any, bodies: list[list[bytes]], token: str, clients: int,
             profiled = profile is not None and index == len(bodies) - 1
             if profiled:
                 profile.enable()
+            _callgrind(index and "on")
             await one_round(app, round_bodies, token, clients, expected)
+            _callgrind(index and "off")
             if profiled:
                 profile.disable()
             n = len(round_bodies)
