@@ -7,6 +7,7 @@ can be computed from one tile, and tree level 8*(L+1) is the bottom of the tile 
 Tiles on the right edge of a tree are partial (1 to 255 hashes).
 """
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from appliance.core.tree import NodeID, require_count, require_hash, root_from_l
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 MAX_TILE_LEVEL = 63
+# Tree level 4, halfway up a level-0 tile: storage keeps these nodes too (one per 16 entries), so a
+# proof needs a few hashes from a tile instead of hashing all of it up.
+MID_LEVEL = 4
+MID_SPAN = 1 << MID_LEVEL
 
 _TILE_PATH = re.compile(r"tile/([0-9]{1,2})/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([0-9]{1,3}))?")
 
@@ -164,3 +169,25 @@ def tile_hashes_from_bytes(data: bytes) -> list[bytes]:
             field="data",
         )
     return [require_hash(data[i : i + HASH_SIZE], f"data[{i}]") for i in range(0, len(data), HASH_SIZE)]
+
+
+def hash_levels(hashes: bytes, levels: int) -> list[bytes]:
+    """`hashes` (consecutive perfect nodes of one tree level, starting at an even index, 32 bytes
+    each, concatenated) and up to `levels` levels of their parents, each level concatenated.
+    Stops early at a level of fewer than 2 hashes; an odd last hash has no parent."""
+    out = [hashes]
+    sha256 = hashlib.sha256
+    pair = 2 * HASH_SIZE
+    while len(out) <= levels and len(out[-1]) >= pair:
+        below = out[-1]
+        # node_hash inlined, a pair of neighbours being one 64-byte slice: this is most of an export.
+        out.append(b"".join([sha256(b"\x01" + below[i : i + pair]).digest()
+                             for i in range(0, len(below) - pair + 1, pair)]))
+    return out
+
+
+def mid_nodes(hashes: bytes) -> bytes:
+    """The level-`MID_LEVEL` nodes above a level-0 tile's first hashes (`hashes`, 32 bytes each,
+    concatenated): one per complete group of `MID_SPAN`, concatenated; b"" if there is none."""
+    whole = len(hashes) // (MID_SPAN * HASH_SIZE) * MID_SPAN * HASH_SIZE
+    return hash_levels(hashes[:whole], MID_LEVEL)[MID_LEVEL] if whole else b""

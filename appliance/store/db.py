@@ -148,10 +148,17 @@ def _key_history(conn: sqlite3.Connection) -> None:
     create_key_history(conn)
 
 
+def _level4_nodes(conn: sqlite3.Connection) -> None:
+    from appliance.store.tiles import create_level4_nodes
+
+    create_level4_nodes(conn)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial schema", _initial_schema),
     ("daily roots and the anchor outbox", _checkpoints_and_anchors),
     ("key history", _key_history),
+    ("level-4 nodes of the full level-0 tiles", _level4_nodes),
 ]
 
 

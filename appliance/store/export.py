@@ -6,7 +6,6 @@ that checkpoint saw it). Every daily root whose tree holds an entry of the run a
 checkpoint covers gets a consistency proof; anchors are named where the outbox recorded them.
 """
 
-import hashlib
 import sqlite3
 from dataclasses import dataclass
 from datetime import date
@@ -16,11 +15,11 @@ from appliance.core.checkpoint import Checkpoint
 from appliance.core.csv_export import build_csv, sign_csv
 from appliance.core.keys import NoteSigner
 from appliance.core.hashing import HASH_SIZE, node_hash
-from appliance.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
+from appliance.core.tiles import MID_LEVEL, MID_SPAN, TILE_HEIGHT, TILE_WIDTH, TileID, hash_levels
 from appliance.core.tree import perfect_subtrees
 from appliance.store.checkpoints import StoredCheckpoint, latest_checkpoint
-from appliance.store.errors import StoreError
-from appliance.store.tiles import TreeReader, read_tile_bytes
+from appliance.store.errors import StoreCorrupt, StoreError
+from appliance.store.tiles import TreeReader, read_level4_nodes, read_tile_bytes
 
 
 class ExportError(StoreError):
@@ -66,51 +65,88 @@ def _target(conn: sqlite3.Connection, day: date | None) -> StoredCheckpoint:
     return StoredCheckpoint(row[0], bytes(row[1]), row[2], row[3])
 
 
-# For each position in a tile, the (height, byte offset in that pyramid level) of its path's siblings.
-_SIBLINGS = [[(height, ((position >> height) ^ 1) * HASH_SIZE) for height in range(TILE_HEIGHT)]
-             for position in range(TILE_WIDTH)]
-
-
-def _pyramid(tile: bytes) -> list[bytes]:
-    """Every level inside one tile, each as its hashes concatenated: level 0 is the tile's hashes,
-    level k the perfect nodes of 2^k of them (a partial tile's odd last hash has no parent)."""
-    levels = [tile]
-    sha256 = hashlib.sha256
-    while len(levels) < TILE_HEIGHT and len(levels[-1]) >= 2 * HASH_SIZE:
-        below = levels[-1]
-        # node_hash inlined (SHA-256(0x01 || left || right)), a pair of neighbours being one 64-byte
-        # slice: an export hashes 254 nodes per level-0 tile its run touches, most of its time.
-        levels.append(b"".join([sha256(b"\x01" + below[i : i + 2 * HASH_SIZE]).digest()
-                                for i in range(0, len(below) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE)]))
-    return levels
+# For each position in a tile, the (height, byte offset in that level) of its path's siblings: in
+# the levels of the whole tile (`_WHOLE`), or, for a full level-0 tile, in the levels of the
+# position's group of 16 below level 4 and of the tile's level-4 nodes from there up (`_SPLIT`).
+_WHOLE = [[(height, ((position >> height) ^ 1) * HASH_SIZE) for height in range(TILE_HEIGHT)]
+          for position in range(TILE_WIDTH)]
+_SPLIT = [[(height, (((position & (MID_SPAN - 1)) >> height) ^ 1) * HASH_SIZE) for height in range(MID_LEVEL)]
+          + _WHOLE[position][MID_LEVEL:] for position in range(TILE_WIDTH)]
 
 
 class _Proofs:
     """Inclusion proofs of many leaves of one tree, planned as transparency-dev/merkle does: the
     siblings of the leaf's path below its fork from the tree's right edge (perfect nodes, read
-    from tiles, each tile read and hashed up once), then the hash of the edge's range right of
-    the fork and the left peaks (both shared by many leaves, memoised). The tests check every
-    proof against TreeReader's (core planner)."""
+    from tiles), then the hash of the edge's range right of the fork and the left peaks (both
+    shared by many leaves, memoised). The tests check every proof against TreeReader's (core
+    planner).
+
+    Nodes inside a full level-0 tile come from its stored level-4 nodes hashed up (15 hashes) and
+    the leaf's group of 16 hashed up (15 more), each checked before use: the group's top against
+    its level-4 node, and the level-4 nodes' root against the tile's root in the level-1 tile.
+    Other tiles (higher levels, the right edge) are hashed up whole. Either way once per export."""
 
     def __init__(self, conn: sqlite3.Connection, size: int) -> None:
         self._conn, self._size = conn, size
-        self._pyramids: dict[tuple[int, int], list[bytes]] = {}
+        self._tiles: dict[int, bytes] = {}
+        self._wholes: dict[tuple[int, int], list[bytes]] = {}
+        self._uppers: dict[int, list[bytes]] = {}
+        self._groups: dict[tuple[int, int], list[bytes]] = {}
         self._tails: dict[tuple[int, int], list[bytes]] = {}
 
-    def _pyramid(self, tile_level: int, tile_index: int) -> list[bytes]:
-        pyramid = self._pyramids.get((tile_level, tile_index))
-        if pyramid is None:
+    def _split(self, tile_level: int, tile_index: int) -> bool:
+        """Whether this tile's nodes come from its level-4 nodes (a full level-0 tile)."""
+        return tile_level == 0 and (tile_index + 1) * TILE_WIDTH <= self._size
+
+    def _whole(self, tile_level: int, tile_index: int) -> list[bytes]:
+        levels = self._wholes.get((tile_level, tile_index))
+        if levels is None:
             width = min(TILE_WIDTH, (self._size >> (TILE_HEIGHT * tile_level)) - tile_index * TILE_WIDTH)
             tile = read_tile_bytes(self._conn, TileID(tile_level, tile_index, width))
-            pyramid = self._pyramids[(tile_level, tile_index)] = _pyramid(tile)
-        return pyramid
+            levels = self._wholes[(tile_level, tile_index)] = hash_levels(tile, TILE_HEIGHT - 1)
+        return levels
+
+    def _upper(self, tile_index: int) -> list[bytes]:
+        """Levels 4 to 7 of full level-0 tile `tile_index`, from its stored level-4 nodes."""
+        levels = self._uppers.get(tile_index)
+        if levels is None:
+            levels = hash_levels(read_level4_nodes(self._conn, tile_index), TILE_HEIGHT - MID_LEVEL)
+            if levels.pop() != self._perfect(TILE_HEIGHT, tile_index):
+                raise StoreCorrupt(f"the stored level-4 nodes of tile {TileID(0, tile_index).path} do not hash to "
+                                   "its root: the store was edited (`runlog verify --db` says where)")
+            self._uppers[tile_index] = levels
+        return levels
+
+    def _group(self, tile_index: int, group: int) -> list[bytes]:
+        """Levels 0 to 7 seen from group `group` of full level-0 tile `tile_index`: the group's 16
+        hashes and their parents up to level 3, then the tile's levels 4 to 7."""
+        levels = self._groups.get((tile_index, group))
+        if levels is None:
+            tile = self._tiles.get(tile_index)
+            if tile is None:
+                tile = self._tiles[tile_index] = read_tile_bytes(self._conn, TileID(0, tile_index))
+            upper = self._upper(tile_index)
+            first = group * MID_SPAN * HASH_SIZE
+            levels = hash_levels(tile[first : first + MID_SPAN * HASH_SIZE], MID_LEVEL)
+            if levels.pop() != upper[0][group * HASH_SIZE : (group + 1) * HASH_SIZE]:
+                raise StoreCorrupt(f"tile {TileID(0, tile_index).path} and its stored level-4 node {group} disagree: "
+                                   "the store was edited (`runlog verify --db` says where)")
+            levels = self._groups[(tile_index, group)] = levels + upper
+        return levels
 
     def _perfect(self, level: int, index: int) -> bytes:
         """Hash of perfect node (`level`, `index`) of the tree."""
         tile_level, height = divmod(level, TILE_HEIGHT)
         first = index << height
-        offset = ((first & (TILE_WIDTH - 1)) >> height) * HASH_SIZE
-        return self._pyramid(tile_level, first >> TILE_HEIGHT)[height][offset : offset + HASH_SIZE]
+        tile_index, position = divmod(first, TILE_WIDTH)
+        if not self._split(tile_level, tile_index):
+            offset = (position >> height) * HASH_SIZE
+            return self._whole(tile_level, tile_index)[height][offset : offset + HASH_SIZE]
+        if height >= MID_LEVEL:
+            offset = (position >> height) * HASH_SIZE
+            return self._upper(tile_index)[height - MID_LEVEL][offset : offset + HASH_SIZE]
+        offset = ((position & (MID_SPAN - 1)) >> height) * HASH_SIZE
+        return self._group(tile_index, position >> MID_LEVEL)[height][offset : offset + HASH_SIZE]
 
     def _tail(self, fork: int, begin: int) -> list[bytes]:
         """The proof above the fork node (`fork`, begin >> fork): the hash of the leaves right of it
@@ -137,9 +173,13 @@ class _Proofs:
         fork = (index ^ self._size).bit_length() - 1  # where the leaf's path meets the right edge's
         path: list[bytes] = []
         for level in range(0, fork, TILE_HEIGHT):  # the siblings below the fork, one tile level at a time
-            pyramid = self._pyramid(level // TILE_HEIGHT, index >> (level + TILE_HEIGHT))
-            siblings = _SIBLINGS[(index >> level) & (TILE_WIDTH - 1)][: fork - level]
-            path += [pyramid[height][offset : offset + HASH_SIZE] for height, offset in siblings]
+            tile_level, tile_index = level // TILE_HEIGHT, index >> (level + TILE_HEIGHT)
+            position = (index >> level) & (TILE_WIDTH - 1)
+            if self._split(tile_level, tile_index):
+                levels, siblings = self._group(tile_index, position >> MID_LEVEL), _SPLIT[position]
+            else:
+                levels, siblings = self._whole(tile_level, tile_index), _WHOLE[position]
+            path += [levels[height][offset : offset + HASH_SIZE] for height, offset in siblings[: fork - level]]
         path.extend(self._tail(fork, index >> fork << fork))
         return tuple(path)
 

@@ -1,6 +1,6 @@
 """Merkle tiles in SQLite (C2SP tlog-tiles, height 8) and the proofs read from them.
 
-Two append-only tables:
+Three append-only tables:
 - `tiles`: every full tile, 256 hashes concatenated (8,192 bytes), under the rowid
   `tile_key(level, index)`. A rowid table keeps each row's few local bytes in the B-tree and the
   blob in two overflow pages, so a tile is one primary-key lookup and the tree costs ~34 bytes
@@ -8,6 +8,10 @@ Two append-only tables:
 - `tile_roots`: for every full tile, its root (the hash 8 levels above it), 32 bytes, under the
   same key. The hashes of a level-L tile are the roots of level L-1 tiles, so this is what makes
   the right-edge (partial) tiles of the higher levels cheap.
+- `level4_nodes`: for every full level-0 tile, its 16 nodes at tree level 4 concatenated (512
+  bytes, ~2 bytes per entry), under the tile's index. With them a proof's in-tile siblings need
+  the leaf's group of 16 and these hashed up (~30 hashes), not all 256 (254). Derived data: readers
+  check them against the tile's hashes and root before use (see export), verify --db checks all.
 
 Partial tiles are never stored (they would have to be rewritten as they grow): level 0 is hashed
 from its at most 255 `entries` rows, level L > 0 is read from at most 255 `tile_roots` rows of
@@ -22,11 +26,13 @@ from appliance.core.compact import CompactRange
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import HASH_SIZE, leaf_hash
 from appliance.core.proof_plan import consistency_proof, inclusion_proof
-from appliance.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileID, node_from_tile, tile_for_node
+from appliance.core.tiles import MID_LEVEL, MID_SPAN, TILE_HEIGHT, TILE_WIDTH, TileID, mid_nodes, node_from_tile, \
+    tile_for_node
 from appliance.core.tree import NodeID, perfect_subtrees, require_count
 from appliance.store.db import StoreError
 
 TILE_BYTES = TILE_WIDTH * HASH_SIZE
+MIDS_BYTES = TILE_WIDTH // MID_SPAN * HASH_SIZE
 _INDEX_BITS = 56
 
 TILE_SCHEMA = [
@@ -39,6 +45,18 @@ TILE_SCHEMA = [
         for action in ("UPDATE", "DELETE")
     ),
 ]
+
+
+def create_level4_nodes(conn: sqlite3.Connection) -> None:
+    """Migration: the `level4_nodes` table, append-only, filled from the level-0 tiles the store
+    holds. Run inside the migration's transaction."""
+    conn.execute("CREATE TABLE level4_nodes (id INTEGER PRIMARY KEY, hashes BLOB NOT NULL)")
+    for action in ("UPDATE", "DELETE"):
+        conn.execute(f"CREATE TRIGGER level4_nodes_no_{action.lower()} BEFORE {action} ON level4_nodes BEGIN "
+                     f"SELECT RAISE(ABORT, 'runlog: the log is append-only: {action} on level4_nodes is refused'); END")
+    tiles = conn.execute("SELECT id, CAST(hashes AS BLOB) FROM tiles WHERE id < ? ORDER BY id", (tile_key(1, 0),))
+    conn.executemany("INSERT INTO level4_nodes (id, hashes) VALUES (?, ?)",
+                     ((index, mid_nodes(hashes)) for index, hashes in tiles))
 
 
 class TreeSizeError(InvalidInput):
@@ -65,6 +83,14 @@ def _full_tile(conn: sqlite3.Connection, level: int, index: int) -> bytes | None
         return None
     if len(row[0]) != TILE_BYTES:
         raise TileStoreError(f"stored tile {TileID(level, index).path} is not {TILE_BYTES} bytes")
+    return row[0]
+
+
+def read_level4_nodes(conn: sqlite3.Connection, index: int) -> bytes:
+    """The stored level-4 nodes of full level-0 tile `index`, 16 hashes concatenated, unchecked."""
+    row = conn.execute("SELECT CAST(hashes AS BLOB) FROM level4_nodes WHERE id = ?", (index,)).fetchone()
+    if row is None or len(row[0]) != MIDS_BYTES:
+        raise TileStoreError(f"the level-4 nodes of tile {TileID(0, index).path} are missing or not {MIDS_BYTES} bytes")
     return row[0]
 
 
@@ -107,8 +133,8 @@ def read_tile(conn: sqlite3.Connection, tile: TileID) -> list[bytes]:
 
 
 class TileCollector:
-    """Gathers the hashes of the tile levels (tree levels 0, 8, 16, ...) as leaves are appended
-    and stores each tile, with its root, once it is full.
+    """Gathers the hashes of the tile levels (tree levels 0, 8, 16, ...) and of tree level 4 as
+    leaves are appended and stores each tile, with its root and level-4 nodes, once it is full.
 
     Writer protocol, per transaction: pass `on_node` to `Sequencer.extend` / `CompactRange.append`,
     insert the entries rows, call `flush(conn)` inside the open transaction, COMMIT. If anything
@@ -122,6 +148,8 @@ class TileCollector:
         self._partial: list[list[bytes]] = []  # per tile level, the hashes of its partial tile
         self._full: list[tuple[int, bytes]] = []
         self._roots: list[tuple[int, bytes]] = []
+        self._mids: list[bytes] = []  # the level-4 nodes of the partial level-0 tile
+        self._full_mids: list[tuple[int, bytes]] = []
         self._replay: list[tuple[NodeID, bytes]] = []  # nodes seen since reset(), before reloading
 
     @classmethod
@@ -132,7 +160,7 @@ class TileCollector:
         return collector
 
     def _load(self, conn: sqlite3.Connection, size: int) -> None:
-        self._counts, self._partial = [], []
+        self._counts, self._partial, self._mids = [], [], []
         level = 0
         while size >> (TILE_HEIGHT * level):
             count = size >> (TILE_HEIGHT * level)
@@ -140,13 +168,22 @@ class TileCollector:
             self._counts.append(count)
             self._partial.append(_right_edge_hashes(conn, level, index, width) if width else [])
             level += 1
+        if self._partial:
+            mids = mid_nodes(b"".join(self._partial[0]))
+            self._mids = [mids[i : i + HASH_SIZE] for i in range(0, len(mids), HASH_SIZE)]
 
     def on_node(self, node: NodeID, hash_: bytes) -> None:
         """Record a completed perfect node; nodes must arrive in `CompactRange.append` order."""
-        if node.level % TILE_HEIGHT:
+        if node.level % TILE_HEIGHT and node.level != MID_LEVEL:
             return
         if self._counts is None:
             self._replay.append((node, hash_))
+            return
+        if node.level == MID_LEVEL:
+            self._mids.append(hash_)
+            if len(self._mids) == TILE_WIDTH // MID_SPAN:
+                self._full_mids.append((node.index >> (TILE_HEIGHT - MID_LEVEL), b"".join(self._mids)))
+                self._mids = []
             return
         level = node.level // TILE_HEIGHT
         if level == len(self._counts):
@@ -179,12 +216,14 @@ class TileCollector:
             conn.executemany("INSERT INTO tiles (id, hashes) VALUES (?, ?)", self._full)
         if self._roots:
             conn.executemany("INSERT INTO tile_roots (id, hash) VALUES (?, ?)", self._roots)
-        self._full, self._roots = [], []
+        if self._full_mids:
+            conn.executemany("INSERT INTO level4_nodes (id, hashes) VALUES (?, ?)", self._full_mids)
+        self._full, self._roots, self._full_mids = [], [], []
 
     def reset(self) -> None:
         """Forget everything since the last commit: call after the transaction rolled back."""
-        self._counts, self._partial = None, []
-        self._full, self._roots, self._replay = [], [], []
+        self._counts, self._partial, self._mids = None, [], []
+        self._full, self._roots, self._full_mids, self._replay = [], [], [], []
 
 
 class TreeReader:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
 from appliance.core.compact import CompactRange
-from appliance.core.tiles import TILE_WIDTH
+from appliance.core.tiles import MID_LEVEL, TILE_WIDTH
 from appliance.store.db import connect
 from appliance.verify_store.entry_scan import ScannedEntry, hex_ok, scan_entries
 
@@ -288,25 +288,30 @@ def earlier(text: str, than: str) -> bool:
     return key(text) < key(than)
 
 
-def _tile_root(hashes: list[bytes]) -> bytes:
+def _tile_root(hashes: list[bytes]) -> tuple[bytes, bytes]:
+    """A full tile's root and its level-4 nodes concatenated."""
     sha256 = hashlib.sha256
+    mids = b""
     while len(hashes) > 1:
         pairs = iter(hashes)
         hashes = [sha256(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs)]
-    return hashes[0]
+        if len(hashes) == TILE_WIDTH >> MID_LEVEL:
+            mids = b"".join(hashes)
+    return hashes[0], mids
 
 
 def _check_tiles(conn: sqlite3.Connection, start: int, leaves: list[bytes], result: ChunkResult) -> None:
-    """Compare the chunk's full level-0 tiles and their roots with the stored ones."""
+    """Compare the chunk's full level-0 tiles, their roots and level-4 nodes with the stored ones."""
     first_tile, full = start // TILE_WIDTH, len(leaves) // TILE_WIDTH
     result.leaves = len(leaves)
     span = (first_tile, first_tile + full)  # tile_key(0, index) == index
     tiles = dict(conn.execute("SELECT id, CAST(hashes AS BLOB) FROM tiles WHERE id >= ? AND id < ?", span))
     roots = dict(conn.execute("SELECT id, CAST(hash AS BLOB) FROM tile_roots WHERE id >= ? AND id < ?", span))
+    mids = dict(conn.execute("SELECT id, CAST(hashes AS BLOB) FROM level4_nodes WHERE id >= ? AND id < ?", span))
     problem = None
     for offset in range(full):
         hashes = leaves[offset * TILE_WIDTH:(offset + 1) * TILE_WIDTH]
-        root = _tile_root(hashes)
+        root, level4 = _tile_root(hashes)
         result.tile_roots.append(root)
         if problem is not None:
             continue
@@ -320,5 +325,7 @@ def _check_tiles(conn: sqlite3.Connection, start: int, leaves: list[bytes], resu
                                     "than the entry's bytes give")
         elif roots.get(index) != root:
             problem = (first, f"the stored root of tile tile/0/{index} is missing or wrong")
+        elif mids.get(index) != level4:
+            problem = (first, f"the stored level-4 nodes of tile tile/0/{index} are missing or wrong")
     if problem is not None:  # tiles lie before any missing row, so this one comes first
         result.tree_problem = problem

@@ -183,18 +183,21 @@ def check_runs_table(conn: sqlite3.Connection, merger: LogMerger) -> list[Failur
 
 
 def check_tile_tables(conn: sqlite3.Connection, store_size: int) -> tuple[list[Failure], int]:
-    """The tile tables hold exactly the full tiles of the tree (each one was compared already)."""
+    """The tile tables hold exactly the full tiles of the tree (each one was compared already), and
+    `level4_nodes` one row per full level-0 tile."""
     expected, level = 0, 0
     while store_size >> (TILE_HEIGHT * (level + 1)):
         expected += store_size >> (TILE_HEIGHT * (level + 1))
         level += 1
     failures = []
-    for table in ("tiles", "tile_roots"):
+    level0 = store_size >> TILE_HEIGHT
+    for table, wanted, which in (("tiles", expected, "full tiles"), ("tile_roots", expected, "full tiles"),
+                                 ("level4_nodes", level0, "full level-0 tiles")):
         (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-        if count != expected:
-            failures.append(Failure("tree", "inserted" if count > expected else "missing",
+        if count != wanted:
+            failures.append(Failure("tree", "inserted" if count > wanted else "missing",
                                     f"the {table} table holds {count:,} rows; a tree of {store_size:,} entries has "
-                                    f"{expected:,} full tiles of {TILE_WIDTH} hashes"))
+                                    f"{wanted:,} {which} of {TILE_WIDTH} hashes"))
     return failures, expected
 
 

@@ -101,7 +101,7 @@ def store(pristine: Path, tmp_path: Path) -> Path:
 def attacker(path: Path) -> sqlite3.Connection:
     """A plain connection to the store with every append-only trigger dropped."""
     conn = sqlite3.connect(path, isolation_level=None)
-    for table in (*APPEND_ONLY_TABLES, "tile_roots"):
+    for table in (*APPEND_ONLY_TABLES, "tile_roots", "level4_nodes"):
         for action in ("update", "delete"):
             conn.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
     return conn
@@ -260,6 +260,7 @@ def _rebuild_derived(conn: sqlite3.Connection) -> None:
     """Recompute tiles and the runs table from the entries, as the writer would have."""
     conn.execute("DELETE FROM tiles")
     conn.execute("DELETE FROM tile_roots")
+    conn.execute("DELETE FROM level4_nodes")
     conn.execute("DELETE FROM runs")
     collector, tree = TileCollector(), CompactRange()
     conn.execute("BEGIN")
