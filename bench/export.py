@@ -10,7 +10,10 @@ the daily roots are cut. Figures: export (gather proofs from tiles, build and si
 RFC 8785 serialisation, write the file), offline verification in-process and as
 `python -m appliance.verify` (a fresh interpreter, as an auditor runs it), their sum against the
 2 s target, and bundle bytes per entry, each as wall-clock and CPU seconds (`--repeat N` for a
-range on a shared machine). The target is a figure to report, never an assertion.
+range on a shared machine); the tree's bytes per entry (tiles, tile roots, level-4 nodes: target
+<= 48); with `--migration`, the time the level-4 nodes migration takes on a copy of the store made
+to look as it did before it (table dropped, schema version one down). The target is a figure to
+report, never an assertion.
 """
 
 import argparse
@@ -18,6 +21,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +40,7 @@ from appliance.core.timefmt import format_utc  # noqa: E402
 from appliance.service import init_appliance  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 from appliance.store import checkpoints as cps  # noqa: E402
-from appliance.store.db import connect  # noqa: E402
+from appliance.store.db import MIGRATIONS, connect, migrate  # noqa: E402
 from appliance.store.export import export_signed_bundle  # noqa: E402
 from appliance.store.writer import AppendRequest, Writer  # noqa: E402
 
@@ -81,6 +85,32 @@ def build(settings: Settings, entries: int, steps: int) -> float:
     return time.perf_counter() - started
 
 
+def tree_bytes_per_entry(conn) -> dict[str, float]:
+    """Bytes per entry of each table of the tree, from SQLite's pages (`dbstat`)."""
+    entries = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+    pages = conn.execute("SELECT name, sum(pgsize) FROM dbstat WHERE name IN ('tiles', 'tile_roots', 'level4_nodes') "
+                         "GROUP BY name ORDER BY name").fetchall()
+    return {name: round(size / entries, 2) for name, size in pages}
+
+
+def time_migration(db_path: Path) -> dict[str, float]:
+    """Seconds (wall, CPU) to migrate a copy of the store as it was before the level-4 nodes."""
+    copy = db_path.with_name("migration-copy.sqlite")
+    shutil.copy(db_path, copy)
+    try:
+        conn = connect(copy)
+        conn.execute("DROP TABLE level4_nodes")
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+        started, cpu = time.perf_counter(), time.process_time()
+        migrate(conn)
+        figures = {"seconds": round(time.perf_counter() - started, 2), "cpu": round(time.process_time() - cpu, 2)}
+        conn.close()
+    finally:
+        for path in (copy, copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
+            path.unlink(missing_ok=True)
+    return figures
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -120,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="build (or reuse) the store here")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--repeat", type=int, default=1, help="measure this many times (give the range)")
+    parser.add_argument("--cold", action="store_true",
+                        help="first evict the store's file from the OS page cache (posix_fadvise DONTNEED)")
+    parser.add_argument("--migration", action="store_true", help="also time the level-4 nodes migration (on a copy)")
     args = parser.parse_args(argv)
     if args.quick:
         args.entries, args.steps = 20_000, 1_000
@@ -140,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{settings.db_path} holds {have:,} entries, not {args.entries:,}", file=sys.stderr)
         return 2
     signers = load_signers(settings.keys_dir, ORIGIN)
+    if args.cold:
+        for path in (settings.db_path, settings.db_path.with_name(settings.db_path.name + "-wal")):
+            if path.exists():
+                fd = os.open(path, os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
     conn = connect(settings.db_path, readonly=True)
     out = args.data_dir / "bundle.json"
     runs = [measure(conn, signers, out, args.steps) for _ in range(args.repeat)]
@@ -155,7 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             values = [run[key] for run in runs]
             print(f"{key}: {min(values):.3f}..{max(values):.3f} over {len(runs)} runs")
     print(f"bundle: {data_size:,} bytes, {data_size / args.steps:,.0f} bytes per entry")
-    figures.update(runs=runs, bundle_bytes=data_size, bytes_per_entry=round(data_size / args.steps))
+    tree = tree_bytes_per_entry(conn)
+    print(f"tree: {sum(tree.values()):.1f} bytes per entry (target <= 48): {tree}")
+    figures.update(runs=runs, bundle_bytes=data_size, bytes_per_entry=round(data_size / args.steps), tree=tree)
+    if args.migration:
+        figures["migration"] = time_migration(settings.db_path)
+        print(f"level-4 nodes migration of {args.entries:,} entries: {figures['migration']['seconds']} s "
+              f"(CPU {figures['migration']['cpu']})")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     conn.close()
