@@ -2,11 +2,14 @@
 `appliance.web.ingest`, sequencing and durability in the store's writer."""
 
 import hashlib
+import math
 from typing import Any
 
 import msgspec
 import orjson
 from litestar import Controller, Request, Response, post
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
 
 from appliance.core.entry import decode_entry
@@ -61,6 +64,44 @@ class EncodedJson(Response[Any]):
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
+def content_headers(raw_headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The first Content-Type and Content-Length values of ASGI headers, as Litestar's
+    `request.headers.get` would give them."""
+    content_type = content_length = None
+    for name, value in raw_headers:
+        name = name.lower()
+        if name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+        elif name == b"content-length" and content_length is None:
+            content_length = value.decode("latin-1")
+    return content_type, content_length
+
+
+async def read_body(request: Request[Any, Any, Any], content_length: str | None) -> bytes:
+    """The body, read as `request.body()` reads it (413 when the announced or the received size
+    passes the route's limit, before reading or as soon as it does; a client gone before the end
+    is Litestar's 500), without the headers object and async generator that cost ~10 µs."""
+    limit = request.route_handler.resolve_request_max_body_size() or math.inf
+    try:
+        if content_length is not None and int(content_length) > limit:
+            raise RequestEntityTooLarge
+    except ValueError:
+        raise ClientException(f"Invalid content-length: {content_length!r}") from None
+    chunks, size = [], 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+        if message["type"] == "http.request":
+            if chunk := message["body"]:
+                size += len(chunk)
+                if size > limit:
+                    raise RequestEntityTooLarge
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
 def _status(result: AppendResult) -> int:
     return 200 if result.replayed else 201
 
@@ -78,10 +119,12 @@ class EventsController(Controller):
     @post("/", status_code=201, summary="Append events (one JSON object, a JSON array, or NDJSON)")
     async def append_events(self, request: Request[Any, Any, Any]) -> Response[ReceiptOut]:
         appliance: Appliance = request.app.state.appliance
-        body = await request.body()
+        raw_headers = request.scope["headers"]
+        content_type, content_length = content_headers(raw_headers)
+        body = await read_body(request, content_length)
         source = token_of(request).name
-        parsed = parse_events(body, request.headers.get("content-type"), request_headers(request.scope["headers"]),
-                              source, max_batch=appliance.settings.max_batch)
+        parsed = parse_events(body, content_type, request_headers(raw_headers), source,
+                              max_batch=appliance.settings.max_batch)
         try:
             result = await appliance.writer.append(
                 AppendRequest(parsed.events, source, parsed.idempotency_key, parsed.request_hash))

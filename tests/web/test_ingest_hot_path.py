@@ -17,7 +17,7 @@ from appliance.web.auth import require_scope, route_scope, scope_hook, token_of
 from appliance.web.client_limits import BodyDeadline
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.rate_limit import FailureLimiter
-from appliance.web.routes_ingest import EncodedJson
+from appliance.web.routes_ingest import EncodedJson, content_headers, read_body
 from appliance.web.schemas import ErrorDetail
 
 
@@ -270,3 +270,65 @@ def test_after_the_body_receive_waits_without_a_deadline():
         return seen[-1]
 
     assert asyncio.run(run()) == {"type": "http.disconnect"}
+
+
+# --- read_body ------------------------------------------------------------------------------------
+
+
+@post("/read", status_code=200, request_max_body_size=10)
+async def read(request: Request[Any, Any, Any]) -> dict[str, str]:
+    content_type, content_length = content_headers(request.scope["headers"])
+    return {"body": (await read_body(request, content_length)).decode(), "type": str(content_type)}
+
+
+def body_messages(chunks: list[bytes]) -> list[dict[str, Any]]:
+    return [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)]
+
+
+async def post_read(messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]) -> tuple[int, Any, int]:
+    """POST /read, `receive` giving `messages` then a disconnect; (status, answer, messages the app took)."""
+    app = Litestar([read], exception_handlers=EXCEPTION_HANDLERS)
+    taken = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal taken
+        taken += 1
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/read", "raw_path": b"/read", "root_path": "", "query_string": b"", "headers": headers,
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body), taken
+
+
+def test_read_body_joins_chunks_and_takes_the_first_content_type():
+    headers = [(b"Content-Type", b"application/x-ndjson"), (b"content-type", b"text/csv")]
+    assert asyncio.run(post_read(body_messages([b"12345", b"", b"678"]), headers)) == \
+        (200, {"body": "12345678", "type": "application/x-ndjson"}, 3)
+
+
+def test_read_body_refuses_an_announced_size_over_the_limit_before_reading():
+    status, answer_, taken = asyncio.run(post_read(body_messages([b"x" * 11]), [(b"content-length", b"11")]))
+    assert (status, answer_["error"]["code"], taken) == (413, "payload_too_large", 0)
+
+
+def test_read_body_refuses_a_received_size_over_the_limit_as_it_passes():
+    status, answer_, taken = asyncio.run(post_read(body_messages([b"x" * 6, b"x" * 6, b"x" * 6]), []))
+    assert (status, answer_["error"]["code"], taken) == (413, "payload_too_large", 2)
+
+
+def test_read_body_refuses_a_malformed_content_length():
+    status, answer_, _ = asyncio.run(post_read(body_messages([b"{}"]), [(b"content-length", b"two")]))
+    assert status == 400 and "content-length" in answer_["error"]["message"]
+
+
+def test_a_client_gone_before_the_end_of_the_body_is_litestars_500():
+    status, answer_, taken = asyncio.run(post_read(body_messages([b"12", b"34"])[:1], []))
+    assert (status, answer_["error"]["code"], taken) == (500, "internal_error", 2)
