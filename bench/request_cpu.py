@@ -4,7 +4,7 @@ ASGI with no HTTP server, so what is left is Litestar, our handlers, middleware 
 Run: .venv/bin/python bench/request_cpu.py [--requests 3000] [--rounds 5] [--clients 32] [--profile N]
 
 - runlog: `create_app` over a real appliance in a temporary directory (init, an append-scope
-  token, request lines written as JSON to a file as `runlog serve` writes them to stderr).
+  token, request lines written as JSON as `runlog serve` writes them to stderr, here to /dev/null).
   The store runs with synchronous=NORMAL here (no fsync per commit: this measures CPU, not the
   disk); every other setting is the default.
 - bare: the bench/ingest.py ceiling (a Litestar POST route that reads the body and answers 201
@@ -204,7 +204,7 @@ def main() -> int:
           f"{args.rounds} rounds after a warm-up; µs of CPU per request, median (min); load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    with tempfile.TemporaryDirectory() as folder, open(Path(folder) / "requests.log", "w") as log_file:
+    with tempfile.TemporaryDirectory() as folder, open(os.devnull, "w") as log_file:
         settings = Settings(data_dir=Path(folder) / "data", keys_dir=Path(folder) / "data" / "keys",
                             synchronous="NORMAL")
         init_appliance(settings)
