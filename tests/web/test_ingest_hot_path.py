@@ -332,3 +332,28 @@ def test_read_body_refuses_a_malformed_content_length():
 def test_a_client_gone_before_the_end_of_the_body_is_litestars_500():
     status, answer_, taken = asyncio.run(post_read(body_messages([b"12", b"34"])[:1], []))
     assert (status, answer_["error"]["code"], taken) == (500, "internal_error", 2)
+
+
+def test_the_sweep_cancels_only_late_reads_and_stops_when_none_waits():
+    from appliance.web.client_limits import RequestTimeout
+
+    async def run() -> tuple[list[str], int]:
+        outcomes: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            outcomes.append((await receive())["type"])
+
+        middleware = BodyDeadline(app, seconds=0.2)
+
+        async def slow_body() -> dict[str, Any]:
+            await asyncio.sleep(delays.pop(0))
+            return {"type": "http.request", "body": b"x", "more_body": False}
+
+        delays = [0.05, 10.0]
+        await middleware({"type": "http"}, slow_body, None)  # arrives in time
+        with pytest.raises(RequestTimeout):
+            await middleware({"type": "http"}, slow_body, None)  # would take 10 s
+        await asyncio.sleep(0.1)  # one more sweep finds nothing waiting and stops
+        return outcomes, len(middleware._waiting)
+
+    assert asyncio.run(run()) == (["http.request"], 0)
