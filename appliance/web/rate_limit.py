@@ -92,6 +92,8 @@ class FailureLimiter:
 
     def retry_after(self, key: str) -> int | None:
         """Whole seconds until `key` may try again, or None when it may try now."""
+        if key not in self._buckets:  # no failure on record, the usual case: no lock (one atomic lookup)
+            return None
         with self._lock:
             bucket = self._settled(key, self.clock())
             if bucket is None or bucket.debt <= self.burst - 1:
