@@ -9,7 +9,7 @@ After transparency-dev/merkle `compact.Range` (ranges that begin at 0 only).
 from collections.abc import Callable, Iterable
 
 from appliance.core.errors import InvalidInput
-from appliance.core.hashing import EMPTY_ROOT, node_hash
+from appliance.core.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
 from appliance.core.tree import NodeID, perfect_subtrees, require_count, require_hash
 
 NodeVisitor = Callable[[NodeID, bytes], None]
@@ -67,6 +67,27 @@ class CompactRange:
                 on_node(node, current)
         self._peaks.append(current)
         self._size += 1
+
+    def extend(self, leaf_hashes: Iterable[bytes], on_node: NodeVisitor | None = None) -> None:
+        """`append` each of `leaf_hashes` in turn (one call for a batch: the writer's path)."""
+        peaks, size = self._peaks, self._size
+        for leaf in leaf_hashes:
+            current = leaf if type(leaf) is bytes and len(leaf) == HASH_SIZE else require_hash(leaf, "leaf_hash")
+            if on_node is None:
+                index = size
+                while index & 1:
+                    current = node_hash(peaks.pop(), current)
+                    index >>= 1
+            else:
+                node = NodeID(0, size)
+                on_node(node, current)
+                while node.index & 1:
+                    current = node_hash(peaks.pop(), current)
+                    node = node.parent()
+                    on_node(node, current)
+            peaks.append(current)
+            size += 1
+            self._size = size
 
     def root(self) -> bytes:
         """MTH of the tree: peaks folded right to left; SHA-256("") when empty."""

@@ -8,12 +8,12 @@ commits the new heads, so a bad event in the middle of a batch leaves the sequen
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.core.compact import CompactRange, NodeVisitor
-from appliance.core.entry import Entry, EntryParts, encode_parts, entry_hash, join_parts
+from appliance.core.entry import Entry, EntryParts, encode_parts, join_parts
 from appliance.core.errors import EntryError, InvalidInput
-from appliance.core.hashing import leaf_hash
+from appliance.core.hashing import leaf_hash, sha256
 from appliance.core.timefmt import check_utc
 
 
@@ -47,8 +47,9 @@ class Event:
                             final=self.final)
 
 
-@dataclass(frozen=True, slots=True)
-class RunHead:
+# RunHead and Appended are made once per event on the writer's path: named tuples (immutable too)
+# cost half of a frozen dataclass's construction.
+class RunHead(NamedTuple):
     """A run after its last entry: `count` entries so far, the last one's hash and seq."""
 
     count: int
@@ -57,8 +58,7 @@ class RunHead:
     closed: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+class Appended(NamedTuple):
     """One new entry: the event, the fields the log gave it, its canonical bytes, entry hash and
     Merkle leaf hash."""
 
@@ -134,32 +134,35 @@ class Sequencer:
         check_utc(received_at, field="received_at")
         appended: list[Appended] = []
         touched: dict[str, RunHead] = {}
+        lookup = self._lookup_run
         seq, prev = self._frontier.size, self._head_hash
         for index, event in enumerate(events):
-            if type(event.trace_id) is not str:  # checked in full by encode_parts; a dict key needs a str
-                error = EntryError(f"trace_id must be a string, got {type(event.trace_id).__name__}", field="trace_id")
+            trace_id, parts = event.trace_id, event.parts
+            if type(trace_id) is not str:  # checked in full by encode_parts; a dict key needs a str
+                error = EntryError(f"trace_id must be a string, got {type(trace_id).__name__}", field="trace_id")
                 error.index = index  # type: ignore[attr-defined]
                 raise error
-            run = touched.get(event.trace_id) or self._lookup_run(event.trace_id)
-            if run is not None and run.closed:
-                error = RunClosedError(
-                    f"run {event.trace_id} was closed by its final entry at seq {run.last_seq}",
-                    field="trace_id",
-                )
+            run = touched.get(trace_id) or lookup(trace_id)
+            if run is None:
+                run_seq, run_prev = 0, None
+            elif run.closed:
+                error = RunClosedError(f"run {trace_id} was closed by its final entry at seq {run.last_seq}",
+                                       field="trace_id")
                 error.index = index  # type: ignore[attr-defined]
                 raise error
-            try:
-                parts = event.parts if event.parts is not None else event._encode()
-            except EntryError as error:
-                error.index = index  # type: ignore[attr-defined]
-                raise
-            run_seq, run_prev = (run.count, run.head) if run is not None else (0, None)
+            else:
+                run_seq, run_prev = run.count, run.head
+            if parts is None:
+                try:
+                    parts = event._encode()
+                except EntryError as error:
+                    error.index = index  # type: ignore[attr-defined]
+                    raise
             data = join_parts(parts, seq=seq, run_seq=run_seq, received_at=received_at, prev=prev, run_prev=run_prev)
-            digest = entry_hash(data)
+            digest = sha256(data)  # the entry hash
             appended.append(Appended(event, seq, run_seq, received_at, prev, run_prev, data, digest, leaf_hash(data)))
-            touched[event.trace_id] = RunHead(run_seq + 1, digest, seq, event.final)
+            touched[trace_id] = RunHead(run_seq + 1, digest, seq, event.final)
             seq, prev = seq + 1, digest
-        for item in appended:
-            self._frontier.append(item.leaf_hash, on_node)
+        self._frontier.extend([item.leaf_hash for item in appended], on_node)
         self._head_hash = prev
         return appended, touched

@@ -106,3 +106,24 @@ def test_from_peaks_raises_only_runlog_errors(size, peaks):
     except RunlogError:
         return
     assert len(restored.peaks) == size.bit_count()
+
+
+def test_extend_is_append_in_a_loop_with_the_same_nodes_reported():
+    one_by_one, batched = CompactRange(), CompactRange()
+    appended: list[tuple[NodeID, bytes]] = []
+    extended: list[tuple[NodeID, bytes]] = []
+    for h in LEAF_HASHES[:300]:
+        one_by_one.append(h, lambda node, value: appended.append((node, value)))
+    for start, end in ((0, 1), (1, 100), (100, 100), (100, 300)):
+        batched.extend(LEAF_HASHES[start:end], lambda node, value: extended.append((node, value)))
+    assert batched == one_by_one and extended == appended
+    unvisited = CompactRange()
+    unvisited.extend(LEAF_HASHES[:300])
+    assert unvisited == one_by_one and unvisited.root() == ref.mth(ENTRIES[:300])
+
+
+def test_extend_refuses_a_bad_leaf_hash_after_the_good_ones_before_it():
+    compact = CompactRange()
+    with pytest.raises(InvalidInput):
+        compact.extend([LEAF_HASHES[0], bytearray(LEAF_HASHES[1]), b"\x00" * 31])
+    assert compact.size == 2 and compact.root() == ref.mth(ENTRIES[:2])
