@@ -226,3 +226,34 @@ def test_one_batch_over_several_runs_summarises_each_run(db):
     assert rows == [(trace(0), 4, 0, 5, "failed", 1), (trace(1), 2, 2, 4, "running", 0)]
     heads = dict(connect(db, readonly=True).execute("SELECT trace_id, head FROM runs").fetchall())
     assert heads[trace(0)] == stored(db)[5][1] and heads[trace(1)] == stored(db)[4][1]
+
+
+def runs_rebuilt_from_entries(conn) -> list[tuple]:
+    """The `runs` rows as the entries say they should be (the table is derived from them)."""
+    return conn.execute("""
+        WITH r AS (SELECT trace_id, count(*) AS n, min(seq) AS first, max(seq) AS last,
+                          max(status = 'failed') AS failed, max(final) AS closed FROM entries GROUP BY trace_id)
+        SELECT r.trace_id, n, l.hash, first, last, f.received_at, l.received_at, f.ts, l.ts, f.source,
+               CASE WHEN failed THEN 'failed' WHEN closed THEN 'succeeded' ELSE 'running' END, closed
+        FROM r JOIN entries f ON f.seq = first JOIN entries l ON l.seq = last ORDER BY r.trace_id""").fetchall()
+
+
+def test_runs_rows_follow_new_extended_failed_and_closed_runs_across_groups_and_restarts(db):
+    writer = open_writer(db)
+    many = 1_200  # more runs in one group than one head query reads
+    writer.append_sync(request(*(event(n, "start", "started") for n in range(many))))
+    writer.append_sync(request(event(0, "a", "failed"), event(1, "b"), event(2, "c", "succeeded", final=True)))
+    writer.append_sync(request(event(0, "after the failure"), event(1, "b2")))
+    writer.stop()
+    writer = open_writer(db)  # nothing cached: the group reads every run's head from the store
+    writer.append_sync(request(*(event(n, "next") for n in range(3, many)), event(0, "end", "succeeded", final=True),
+                               event(1, "end", "failed", final=True), event(many, "new after restart")))
+    with pytest.raises(RunClosedError):
+        writer.append_sync(request(event(2, "late")))
+    writer.stop()
+    conn = connect(db, readonly=True)
+    rows = conn.execute("SELECT * FROM runs ORDER BY trace_id").fetchall()
+    assert rows == runs_rebuilt_from_entries(conn) and len(rows) == many + 1
+    status = dict(conn.execute("SELECT trace_id, status || '/' || closed FROM runs").fetchall())
+    assert [status[trace(n)] for n in (0, 1, 2, 3, many)] == [
+        "failed/1", "failed/1", "succeeded/1", "running/0", "running/0"]
