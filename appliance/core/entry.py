@@ -173,11 +173,15 @@ def _scan_attrs(value: Any, depth: int) -> int:
                 raise _fail("attrs", f"object keys must be strings, got {_show(key)}")
             if not key.isascii():
                 flags |= _HAS_NON_ASCII_KEY
-            flags |= _scan_attrs(item, depth + 1)
+            item_kind = type(item)  # strings and safe integers, the usual values, are checked without a call
+            if item_kind is not str and (item_kind is not int or not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER):
+                flags |= _scan_attrs(item, depth + 1)
         return flags
     if kind is list:
         for item in value:
-            flags |= _scan_attrs(item, depth + 1)
+            item_kind = type(item)
+            if item_kind is not str and (item_kind is not int or not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER):
+                flags |= _scan_attrs(item, depth + 1)
         return flags
     raise _fail("attrs", f"{kind.__name__} is not a JSON value")
 

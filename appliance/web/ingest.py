@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from appliance.core.entry import FINAL_STATUSES, MAX_ATTRS_DEPTH, MAX_STEP_CHARS, STATUSES
+from appliance.core.entry import FINAL_STATUSES, MAX_ATTRS_DEPTH, MAX_STEP_CHARS, STATUSES, encode_parts
 from appliance.core.errors import InvalidInput, TraceContextError
 from appliance.core.sequencer import Event
 from appliance.core.timefmt import check_utc, format_utc, normalize_rfc3339
@@ -303,12 +303,13 @@ class _Request:
                 self._refuse(raw, index, line, trace_id, span_id, parent_id)  # an earlier field is named first
                 raise _fail(_path(self.shape, index, "ts"), _rule(error, "ts"), line) from None
         try:  # every entry rule, checked once, by the core: the writer then only joins bytes
-            event = Event(trace_id, step, status, ts or self.now, self.source, attrs, span_id, parent_id,
-                          final).prepared()
+            parts = encode_parts(trace_id=trace_id, step=step, status=status, ts=ts or self.now, source=self.source,
+                                 attrs=attrs, span_id=span_id, parent_id=parent_id, final=final)
         except InvalidInput as error:
             self._refuse(raw, index, line, trace_id, span_id, parent_id)  # names the field in this module's words
             field = error.field or "attrs"
             raise _fail(_path(self.shape, index, field), _rule(error, field), line) from None
+        event = Event(trace_id, step, status, ts or self.now, self.source, attrs, span_id, parent_id, final, parts)
         attrs_json = _SORTED_JSON.encode(attrs)
         if type(raw.idempotency_key) is str:
             self._agree(raw.idempotency_key, _path(self.shape, index, "idempotency_key"), line)
