@@ -6,33 +6,35 @@ memory reached over the link. Exits when the primary goes away: it cannot append
 """
 
 import argparse
-import asyncio
 import ctypes
 import logging
 import os
 import signal
 import socket
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
-from appliance.anchors.config import build_anchors
-from appliance.key_custody import load_signers
-from appliance.logs import configure_logging, secrets_of
-from appliance.service import Appliance
-from appliance.settings import Settings
-from appliance.store.db import connect
-from appliance.store.tokens import TokenAuthenticator
-from appliance.workers.link import abstract_address
-from appliance.workers.remote import (PrimaryLink, RemoteCheckpointer, RemoteOutbox, RemoteWriter,
-                                      SharedFailureLimiter, SharedInstruments, SharedReplayGuard)
+# Only the standard library above: the worker asks to die with the primary before the ~1 s of
+# importing the app (see main), so a primary killed during a start leaves no worker behind.
 
 log = logging.getLogger("runlog.worker")
 FIRST_STATUS_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
 
 
-def worker_appliance(settings: Settings, link: PrimaryLink, path: str, index: int):
+def worker_appliance(settings: Any, link: Any, path: str, index: int):
+    import asyncio
+    import sqlite3
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from appliance.anchors.config import build_anchors
+    from appliance.key_custody import load_signers
+    from appliance.service import Appliance
+    from appliance.store.db import connect
+    from appliance.store.tokens import TokenAuthenticator
+    from appliance.workers.link import abstract_address
+    from appliance.workers.remote import RemoteCheckpointer, RemoteOutbox, RemoteWriter
+
     @asynccontextmanager
     async def opened() -> AsyncIterator[Appliance]:
         await link.connect(abstract_address(path), index)
@@ -71,11 +73,6 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvicorn
-
-    from appliance.web.app import create_app
-    from appliance.web.client_limits import server_options
-
     parser = argparse.ArgumentParser(prog="runlog-worker")
     parser.add_argument("--link", required=True, help="the primary's abstract socket name")
     parser.add_argument("--fd", type=int, required=True)
@@ -84,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
+    import uvicorn
+
+    from appliance.logs import configure_logging, secrets_of
+    from appliance.settings import Settings
+    from appliance.web.app import create_app
+    from appliance.web.client_limits import server_options
+    from appliance.workers.remote import PrimaryLink, SharedFailureLimiter, SharedInstruments, SharedReplayGuard
+
     settings = Settings.from_env()
     sock = socket.socket(fileno=args.fd)
     instruments = SharedInstruments()

@@ -142,6 +142,7 @@ def test_events_cross_the_link_and_are_stored_byte_for_byte_as_a_direct_append(t
         request = AppendRequest(_events("ci"), "ci", "key-1", b"\x01" * 32)
         if through_wire:
             request = wire.request_from(msgspec.msgpack.decode(msgspec.msgpack.encode(wire.request_body(request))))
+            assert [type(event) for event in request.events] == [wire.WireEvent] * 6
         result = writer.append_sync(request)
         crossed = wire.result_from(msgspec.msgpack.decode(msgspec.msgpack.encode(wire.result_body(result))))
         assert crossed == result
