@@ -210,13 +210,17 @@ class Writer:
         return future
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        # An asyncio future resolved by one call_soon_threadsafe per group and event loop (see
-        # _settle): cheaper than a concurrent Future wrapped per request.
+        return await self.enqueue(request)
+
+    def enqueue(self, request: AppendRequest) -> "asyncio.Future[AppendResult]":
+        """`append` without the coroutine: the future of the running event loop that the group
+        commit resolves (one call_soon_threadsafe per group and loop, see _settle; cheaper than a
+        concurrent Future wrapped per request). The worker link answers from it without a task."""
         if not self._accepting:
             raise StoreUnavailable("the appliance is shutting down; retry shortly")
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._queue.put((request, future))
-        return await future
+        return future
 
     def append_sync(self, request: AppendRequest, timeout: float | None = 60.0) -> AppendResult:
         return self.submit(request).result(timeout)

@@ -44,8 +44,20 @@ class PrimaryService:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    async def _append(self, body: list[Any]) -> list[Any]:
-        return wire.result_body(await self.appliance.writer.append(wire.request_from(body)))
+    def _append(self, body: bytes) -> "asyncio.Future[list[Any]]":
+        committed = self.appliance.writer.enqueue(wire.request_from(body))
+        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+        def settle(done: "asyncio.Future[Any]") -> None:
+            if done.cancelled():
+                answer.cancel()
+            elif done.exception() is not None:
+                answer.set_exception(done.exception())  # type: ignore[arg-type]
+            else:
+                answer.set_result(wire.result_body(done.result()))
+
+        committed.add_done_callback(settle)
+        return answer
 
     async def _cut(self, body: Any) -> list[Any]:
         checkpointer = self.appliance.checkpointer
