@@ -86,7 +86,7 @@ class Settings:
     body_timeout: float = 60.0
     http_parser: str = "auto"
     # HTTP worker processes; 1 serves everything in one process (see appliance.workers.supervisor).
-    workers: int = 1
+    workers: int = field(default_factory=lambda: auto_workers())
 
     @property
     def db_path(self) -> Path:
@@ -141,8 +141,30 @@ class Settings:
             header_timeout=_seconds(env, "RUNLOG_HEADER_TIMEOUT", 10.0),
             body_timeout=_seconds(env, "RUNLOG_BODY_TIMEOUT", 60.0),
             http_parser=_choice(env, "RUNLOG_HTTP_PARSER", HTTP_PARSERS),
-            workers=_integer(env, "RUNLOG_WORKERS", 1, 1, 64),
+            workers=auto_workers() if (_get(env, "RUNLOG_WORKERS") or "auto").strip() == "auto"
+            else _integer(env, "RUNLOG_WORKERS", 1, 1, MAX_WORKERS),
         )
+
+
+MAX_WORKERS = 64
+AUTO_WORKERS_AT_MOST = 8
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on, bounded by a cgroup v2 CPU quota (`docker run --cpus`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def auto_workers() -> int:
+    """RUNLOG_WORKERS=auto (the default): one HTTP worker per core, so one core means one process."""
+    return min(available_cores(), AUTO_WORKERS_AT_MOST)
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:

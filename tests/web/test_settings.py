@@ -78,6 +78,7 @@ def test_empty_value_means_unset():
     ("RUNLOG_SYNCHRONOUS", "OFF"), ("RUNLOG_ADMIN_TOKEN", "short"), ("RUNLOG_ADMIN_TOKEN", "has a space in it ok"),
     ("RUNLOG_ADMIN_TOKEN", "x" * 23), ("RUNLOG_ADMIN_TOKEN", "rl_comma,is_not_a_bearer_token_char"),
     ("RUNLOG_SLACK_BOT_TOKEN", "xoxb\n"), ("RUNLOG_SLACK_API_URL", "slack.com/api"),
+    ("RUNLOG_WORKERS", "0"), ("RUNLOG_WORKERS", "65"), ("RUNLOG_WORKERS", "two"), ("RUNLOG_WORKERS", "-2"),
 ])
 def test_invalid_values_name_the_variable(name, value):
     error = refused({name: value})
@@ -125,3 +126,13 @@ def test_settings_are_frozen():
 def test_reads_the_process_environment_by_default(monkeypatch):
     monkeypatch.setenv("RUNLOG_PORT", "8123")
     assert Settings.from_env().port == 8123
+
+
+def test_workers_default_to_one_per_available_core_and_can_be_set(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    assert Settings.from_env({}).workers == 3 == Settings().workers
+    assert Settings.from_env({"RUNLOG_WORKERS": "auto"}).workers == 3
+    assert Settings.from_env({"RUNLOG_WORKERS": "1"}).workers == 1
+    assert Settings.from_env({"RUNLOG_WORKERS": "12"}).workers == 12
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
+    assert Settings.from_env({}).workers == 8  # auto stops at 8: the one writer is the limit beyond that
