@@ -38,7 +38,7 @@ from pathlib import Path
 from appliance.anchors.base import Anchor
 from appliance.core.errors import InvalidInput
 from appliance.core.timefmt import format_utc
-from appliance.store.db import connect, get_meta
+from appliance.store.db import MIGRATIONS, connect, get_meta
 from appliance.store.errors import StoreError
 from appliance.verify_store.chunk import ChunkResult, ChunkTask, check_chunk, scan_chunk
 from appliance.verify_store.evidence import (
@@ -57,17 +57,19 @@ __all__ = ["CHUNK_SIZE", "Failure", "Keys", "VerifyReport", "verify_store"]
 
 CHUNK_SIZE = 65_536
 MAX_LISTED = 20  # failures listed per check; the rest are counted in a note
+_LEVEL4_SCHEMA = 1 + [name for name, _ in MIGRATIONS].index("level-4 nodes of the full level-0 tiles")
 
 Progress = Callable[[int, int], None]
 
 
-def _plan(db_path: str, size: int, chunk_size: int, sizes: list[int], positions: list[int]) -> list[ChunkTask]:
+def _plan(db_path: str, size: int, chunk_size: int, sizes: list[int], positions: list[int],
+          level4: bool) -> list[ChunkTask]:
     tasks = []
     for start in range(0, size, chunk_size):
         end = min(start + chunk_size, size)
         tasks.append(ChunkTask(db_path, start, end,
                                tuple(sizes[bisect_right(sizes, start):bisect_right(sizes, end)]),
-                               tuple(positions[bisect_left(positions, start):bisect_left(positions, end)])))
+                               tuple(positions[bisect_left(positions, start):bisect_left(positions, end)]), level4))
     return tasks
 
 
@@ -90,6 +92,19 @@ def _results(conn: sqlite3.Connection, tasks: list[ChunkTask], workers: int) -> 
             if following is not None:
                 pending.append(pool.submit(check_chunk, following))
             yield result
+
+
+def _level4_table(conn: sqlite3.Connection) -> tuple[bool, list[Failure], list[str]]:
+    """Whether the store has `level4_nodes` to check; a failure if its schema says it must, a note
+    for a store from before them (runlog adds them when it next opens the store for writing)."""
+    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'level4_nodes'").fetchone():
+        return True, [], []
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= _LEVEL4_SCHEMA:
+        return False, [Failure("tree", "missing", f"the level4_nodes table is missing (the store's schema, "
+                                                  f"{version}, has it since {_LEVEL4_SCHEMA})")], []
+    return False, [], [f"level-4 nodes not compared: the store's schema ({version}) predates them; runlog adds "
+                       "them when it next opens the store for writing"]
 
 
 def _listed(failures: list[Failure]) -> tuple[tuple[Failure, ...], list[str]]:
@@ -144,7 +159,9 @@ def verify_store(
         wanted = {s for s in checkpoint_sizes if 0 < s <= size} | {size}
         wanted |= {c.size for _, held_by in held for c in held_by if type(c.size) is int and 0 < c.size <= size}
         positions = sorted({p for _, s in daily if type(s) is int for p in (s - 1, s) if 0 <= p < size})
-        tasks = _plan(str(path), size, chunk_size, sorted(wanted - {0}), positions)
+        level4, level4_failures, level4_notes = _level4_table(conn)
+        failures += level4_failures
+        tasks = _plan(str(path), size, chunk_size, sorted(wanted - {0}), positions, level4)
         merger = LogMerger(conn)
         for done, result in enumerate(_results(conn, tasks, min(workers, len(tasks))), start=1):
             merger.add(result)
@@ -154,7 +171,7 @@ def verify_store(
                                      merger.tree_failure) if f is not None]
         tiles = 0
         if merger.tree_end is None:
-            tile_failures, tiles = check_tile_tables(conn, size)
+            tile_failures, tiles = check_tile_tables(conn, size, level4)
             failures += tile_failures
         checkpoint_failures, good, signed_at = check_checkpoints(
             conn.execute("SELECT size, CAST(root AS BLOB), note FROM checkpoints ORDER BY size"), keys, origin, merger,
@@ -162,7 +179,7 @@ def verify_store(
         failures += checkpoint_failures
         daily_failures, daily_count = check_daily_roots(daily, good, checkpoint_sizes, merger)
         failures += daily_failures
-        extra_notes = list(notes)
+        extra_notes = list(notes) + level4_notes
         if merger.chain_failure is None:
             failures += check_runs_table(conn, merger)
         else:

@@ -45,6 +45,7 @@ class ChunkTask:
     end: int
     sizes: tuple[int, ...] = ()
     positions: tuple[int, ...] = ()
+    level4: bool = True  # the store has the level4_nodes table (schema 4 on) to compare
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def scan_chunk(conn: sqlite3.Connection, task: ChunkTask) -> ChunkResult:
     result = ChunkResult(task.start, task.end)
     leaves: list[bytes] = []
     _scan_rows(conn.execute(_ROWS, (task.start, task.end)), task, result, leaves)
-    _check_tiles(conn, task.start, leaves, result)
+    _check_tiles(conn, task.start, leaves, result, task.level4)
     for size in task.sizes:
         partial = size % TILE_WIDTH
         if size - task.start <= len(leaves):
@@ -300,18 +301,20 @@ def _tile_root(hashes: list[bytes]) -> tuple[bytes, bytes]:
     return hashes[0], mids
 
 
-def _check_tiles(conn: sqlite3.Connection, start: int, leaves: list[bytes], result: ChunkResult) -> None:
+def _check_tiles(conn: sqlite3.Connection, start: int, leaves: list[bytes], result: ChunkResult, level4: bool) -> None:
     """Compare the chunk's full level-0 tiles, their roots and level-4 nodes with the stored ones."""
     first_tile, full = start // TILE_WIDTH, len(leaves) // TILE_WIDTH
     result.leaves = len(leaves)
     span = (first_tile, first_tile + full)  # tile_key(0, index) == index
     tiles = dict(conn.execute("SELECT id, CAST(hashes AS BLOB) FROM tiles WHERE id >= ? AND id < ?", span))
     roots = dict(conn.execute("SELECT id, CAST(hash AS BLOB) FROM tile_roots WHERE id >= ? AND id < ?", span))
-    mids = dict(conn.execute("SELECT id, CAST(hashes AS BLOB) FROM level4_nodes WHERE id >= ? AND id < ?", span))
+    mids = None
+    if level4:
+        mids = dict(conn.execute("SELECT id, CAST(hashes AS BLOB) FROM level4_nodes WHERE id >= ? AND id < ?", span))
     problem = None
     for offset in range(full):
         hashes = leaves[offset * TILE_WIDTH:(offset + 1) * TILE_WIDTH]
-        root, level4 = _tile_root(hashes)
+        root, level4_nodes = _tile_root(hashes)
         result.tile_roots.append(root)
         if problem is not None:
             continue
@@ -325,7 +328,7 @@ def _check_tiles(conn: sqlite3.Connection, start: int, leaves: list[bytes], resu
                                     "than the entry's bytes give")
         elif roots.get(index) != root:
             problem = (first, f"the stored root of tile tile/0/{index} is missing or wrong")
-        elif mids.get(index) != level4:
+        elif mids is not None and mids.get(index) != level4_nodes:
             problem = (first, f"the stored level-4 nodes of tile tile/0/{index} are missing or wrong")
     if problem is not None:  # tiles lie before any missing row, so this one comes first
         result.tree_problem = problem

@@ -182,17 +182,18 @@ def check_runs_table(conn: sqlite3.Connection, merger: LogMerger) -> list[Failur
     return failures
 
 
-def check_tile_tables(conn: sqlite3.Connection, store_size: int) -> tuple[list[Failure], int]:
+def check_tile_tables(conn: sqlite3.Connection, store_size: int, level4: bool) -> tuple[list[Failure], int]:
     """The tile tables hold exactly the full tiles of the tree (each one was compared already), and
-    `level4_nodes` one row per full level-0 tile."""
+    `level4_nodes` (when `level4`: the store has that table) one row per full level-0 tile."""
     expected, level = 0, 0
     while store_size >> (TILE_HEIGHT * (level + 1)):
         expected += store_size >> (TILE_HEIGHT * (level + 1))
         level += 1
     failures = []
-    level0 = store_size >> TILE_HEIGHT
-    for table, wanted, which in (("tiles", expected, "full tiles"), ("tile_roots", expected, "full tiles"),
-                                 ("level4_nodes", level0, "full level-0 tiles")):
+    tables = [("tiles", expected, "full tiles"), ("tile_roots", expected, "full tiles")]
+    if level4:
+        tables.append(("level4_nodes", store_size >> TILE_HEIGHT, "full level-0 tiles"))
+    for table, wanted, which in tables:
         (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         if count != wanted:
             failures.append(Failure("tree", "inserted" if count > wanted else "missing",

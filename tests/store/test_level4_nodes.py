@@ -16,6 +16,7 @@ from appliance.store.db import MIGRATIONS, connect, migrate
 from appliance.store.errors import StoreCorrupt
 from appliance.store.export import export_signed_bundle
 from appliance.store.tiles import TileCollector, TreeReader, tile_key
+from appliance.verify_store import Keys, verify_store
 from tests.export_helpers import Store, trace
 
 LEAVES = [leaf_hash(b"leaf %d" % i) for i in range(5000)]
@@ -127,3 +128,20 @@ def test_an_edited_tile_under_its_level4_nodes_makes_the_export_refuse(exported:
     conn.close()
     with pytest.raises(StoreCorrupt, match="tile tile/0/000 and its stored level-4 node 2 disagree"):
         export(exported)
+
+
+@pytest.mark.parametrize("schema", ["older", "current"])
+def test_verify_db_notes_a_store_from_before_them_and_fails_one_whose_table_was_dropped(exported: Store,
+                                                                                         schema: str) -> None:
+    conn = sqlite3.connect(exported.settings.db_path, isolation_level=None)
+    conn.execute("DROP TABLE level4_nodes")
+    if schema == "older":
+        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    conn.close()
+    report = verify_store(exported.settings.db_path, Keys(exported.signers.log.verifier(),
+                                                          exported.signers.clock.verifier()), workers=1)
+    if schema == "older":
+        assert report.ok and any("predates them" in note for note in report.notes), report
+    else:
+        assert [(f.check, f.reason) for f in report.failures] == [("tree", "missing")]
+        assert "level4_nodes table is missing" in report.failures[0].message
