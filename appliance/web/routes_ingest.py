@@ -55,7 +55,8 @@ class EncodedJson(Response[Any]):
 
     def to_asgi_response(self, app: Any, request: Any, *, headers: dict[str, str] | None = None,
                          **_: Any) -> "EncodedJson":
-        self.extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
+        self.extra = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                      for name, value in (headers or {}).items()]
         return self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
