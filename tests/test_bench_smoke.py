@@ -94,3 +94,9 @@ def test_store_check_counts_swapped_entries_as_forks_and_fails_verification(tmp_
     # and 9 still points at the original 8: three broken links, as the seed's fork query counts them.
     assert check.forks == 3
     assert check.verified.startswith("ChainError")
+
+
+def test_link_reports_cpu_per_append_on_both_sides():
+    done = run_script("link.py", "--calls", "200", "--events", "3")
+    assert done.returncode == 0, done.stderr
+    assert "worker side" in done.stdout and "primary side" in done.stdout and "appends/s" in done.stdout
