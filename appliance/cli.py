@@ -72,8 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_with_workers(settings)
     app = create_app(settings)
     configure_logging(secrets=secrets_of(settings))  # after create_app: building the app configures logging too
-    logging.getLogger("runlog.serve").info("serving", extra={"fields": {
-        "version": __version__, "origin": settings.origin, "url": settings.public_url, "store": str(settings.db_path)}})
+    _log_serving(settings)
     # log_config=None: uvicorn's own lines go through the JSON handler; no access log (one line per
     # request comes from appliance.web.request_log). The graceful timeout plus the shutdown's
     # anchoring budget (service.SHUTDOWN_ANCHOR_SECONDS) stay below Docker's 10 s stop timeout.
@@ -87,6 +86,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_serving(settings) -> None:
+    logging.getLogger("runlog.serve").info("serving", extra={"fields": {
+        "version": __version__, "origin": settings.origin, "url": settings.public_url, "store": str(settings.db_path),
+        "workers": settings.workers}})
+
+
 def _serve_with_workers(settings) -> int:
     from appliance.logs import configure_logging, secrets_of
     from appliance.service import open_appliance
@@ -94,9 +99,7 @@ def _serve_with_workers(settings) -> int:
 
     configure_logging(secrets=secrets_of(settings))
     appliance = open_appliance(settings)
-    logging.getLogger("runlog.serve").info("serving", extra={"fields": {
-        "version": __version__, "origin": settings.origin, "url": settings.public_url, "store": str(settings.db_path),
-        "workers": settings.workers}})
+    _log_serving(settings)
     serve_with_workers(settings, appliance, settings.workers, GRACEFUL_SHUTDOWN_SECONDS)
     return 0
 

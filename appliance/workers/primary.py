@@ -30,8 +30,7 @@ class PrimaryService:
         self.commit_sizes = Histogram(COMMIT_BUCKETS)
         appliance.writer.on_commit = self.commit_sizes.observe
         self.peers: set[Peer] = set()
-        self.hello = asyncio.Event()  # set when a worker said hello (tests and start-up wait for it)
-        self.workers_connected = 0
+        self.workers_connected = 0  # hellos received: start-up waits for one per worker
 
     def peer(self) -> Peer:
         peer = Peer({"append": self._append, "cut": self._cut, "auth_failed": self._auth_failed,
@@ -101,7 +100,6 @@ class PrimaryService:
 
     def _hello(self, index: int) -> None:
         self.workers_connected += 1
-        self.hello.set()
 
     # -- status ------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ BLOCKING_CALL_SECONDS = 30.0
 class PrimaryLink:
     """The worker's end of the link, and the primary's state as last pushed."""
 
-    def __init__(self, instruments: Instruments) -> None:
+    def __init__(self, instruments: "SharedInstruments") -> None:
         self.instruments = instruments
         self.status: dict[str, Any] = {}
         self.status_at = float("-inf")
@@ -54,8 +54,7 @@ class PrimaryLink:
 
     def _on_status(self, body: dict[str, Any]) -> None:
         self.status, self.status_at = body, time.monotonic()
-        if isinstance(self.instruments, SharedInstruments):
-            self.instruments.mirror_commits(body["commit_counts"], body["commit_sum"])
+        self.instruments.mirror_commits(body["commit_counts"], body["commit_sum"])
 
     def _on_blocked(self, body: list[Any]) -> None:
         key, seconds = body
@@ -81,7 +80,8 @@ class PrimaryLink:
 
         return asyncio.run_coroutine_threadsafe(ask(), self.loop).result(BLOCKING_CALL_SECONDS)
 
-    def notify_from_any_thread(self, op: str, body: Any, on_reply: Any = None) -> None:
+    def call_from_any_thread(self, op: str, body: Any, on_reply: Any = None) -> None:
+        """`call` from any thread, without waiting; `on_reply` gets the answer on the event loop."""
         def send() -> None:
             if self.peer is None or not self.peer.connected:
                 return
@@ -183,22 +183,20 @@ class SharedFailureLimiter(FailureLimiter):
     def retry_after(self, key: str) -> int | None:
         local = super().retry_after(key)
         until = self.link.blocked.get(key) if self.link is not None else None
-        shared = None
+        waits = [] if local is None else [local]
         if until is not None:
             remaining = until - time.monotonic()
             if remaining > 0:
-                shared = max(1, round(remaining + 0.499))
+                waits.append(max(1, round(remaining + 0.499)))
             else:
                 self.link.blocked.pop(key, None)  # type: ignore[union-attr]
-        if local is None or shared is None:
-            return local if shared is None else shared
-        return max(local, shared)
+        return max(waits, default=None)
 
     def failed(self, key: str) -> None:
         super().failed(key)
         if self.link is not None:
             link = self.link
-            link.notify_from_any_thread("auth_failed", key, lambda wait: wait and link._on_blocked([key, wait]))
+            link.call_from_any_thread("auth_failed", key, lambda wait: wait and link._on_blocked([key, wait]))
 
 
 class SharedReplayGuard:
@@ -225,12 +223,12 @@ class SharedInstruments(Instruments):
     def request_series(self) -> list[tuple[tuple[str, str, str], Histogram]]:
         if self.link is None:
             return self.local_series()
-        merged: dict[tuple[str, str, str], Histogram] = {}
-        for route, method, status, counts, total in self.link.call_blocking("metrics", None):
-            histogram = Histogram.__new__(Histogram)
-            histogram.bounds, histogram.counts, histogram.sum = LATENCY_BUCKETS, counts, total
-            merged[(route, method, status)] = histogram
-        return sorted(merged.items(), key=lambda pair: pair[0])
+        series = []
+        for route, method, status, counts, total in self.link.call_blocking("metrics", None):  # sorted there
+            histogram = Histogram(LATENCY_BUCKETS)
+            histogram.counts, histogram.sum = counts, total
+            series.append(((route, method, status), histogram))
+        return series
 
     def mirror_commits(self, counts: list[int], total: float) -> None:
         self.commit_sizes.counts, self.commit_sizes.sum = list(counts), total
