@@ -4,7 +4,6 @@ one-timer `BodyDeadline`. Real Litestar apps and real ASGI calls; no timing asse
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -19,22 +18,7 @@ from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.rate_limit import FailureLimiter
 from appliance.web.routes_ingest import EncodedJson, content_headers, read_body
 from appliance.web.schemas import ErrorDetail
-
-
-@dataclass(frozen=True)
-class Holder:
-    name: str
-    scopes: frozenset[str]
-
-
-class DictTokens:
-    """A real authenticator over an in-memory table."""
-
-    def __init__(self, table: dict[str, Holder]) -> None:
-        self.table = table
-
-    def authenticate(self, token: str) -> Holder | None:
-        return self.table.get(token)
+from tests.web.test_auth_errors import DictTokens, Holder
 
 
 TOKENS = {"tok-append": Holder("ci", frozenset({"append"})), "tok-read": Holder("viewer", frozenset({"read"})),
