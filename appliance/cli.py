@@ -57,19 +57,30 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from appliance.logs import configure_logging, secrets_of
+    from appliance.listen import bind_sockets
     from appliance.service import init_appliance
-    from appliance.web.app import create_app
-    from appliance.web.client_limits import server_options
 
     settings = _settings()
     result = init_appliance(settings)
     if result.admin_token:
         _say(f"admin token (shown once; keep it in a secret store): {result.admin_token}")
-    if settings.workers > 1:
-        return _serve_with_workers(settings)
+    sockets = bind_sockets(settings.host, settings.port, settings.workers)
+    try:
+        if settings.workers > 1:
+            return _serve_with_workers(settings, sockets)
+        return _serve_in_one_process(settings, sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve_in_one_process(settings, sockets) -> int:
+    import uvicorn
+
+    from appliance.logs import configure_logging, secrets_of
+    from appliance.web.app import create_app
+    from appliance.web.client_limits import server_options
+
     app = create_app(settings)
     configure_logging(secrets=secrets_of(settings))  # after create_app: building the app configures logging too
     _log_serving(settings)
@@ -82,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     # the signal with the handler that was installed before it: make that a clean exit, status 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 
@@ -92,7 +103,7 @@ def _log_serving(settings) -> None:
         "workers": settings.workers}})
 
 
-def _serve_with_workers(settings) -> int:
+def _serve_with_workers(settings, sockets) -> int:
     from appliance.logs import configure_logging, secrets_of
     from appliance.service import open_appliance
     from appliance.workers.supervisor import serve_with_workers
@@ -100,7 +111,7 @@ def _serve_with_workers(settings) -> int:
     configure_logging(secrets=secrets_of(settings))
     appliance = open_appliance(settings)
     _log_serving(settings)
-    serve_with_workers(settings, appliance, settings.workers, GRACEFUL_SHUTDOWN_SECONDS)
+    serve_with_workers(settings, appliance, sockets, GRACEFUL_SHUTDOWN_SECONDS)
     return 0
 
 

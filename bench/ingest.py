@@ -145,7 +145,7 @@ def serve_bare(port: int, workers: int = 1) -> None:
     object, under uvicorn configured as `runlog serve` configures it: with several workers, one
     process per worker on its own SO_REUSEPORT socket, as appliance.workers.supervisor binds them."""
     if workers > 1:
-        from appliance.workers.supervisor import bind_sockets
+        from appliance.listen import bind_sockets
 
         children = []
         for sock in bind_sockets("127.0.0.1", port, workers):

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from appliance.listen import ServeError
 from appliance.service import Appliance
 from appliance.settings import Settings
 from appliance.web.rate_limit import FailureLimiter
@@ -36,31 +37,6 @@ RESTART_BACKOFF_SECONDS = 1.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW_SECONDS: a worker that cannot start stops the appliance
 RESTART_WINDOW_SECONDS = 60.0
 READY_SECONDS = 60.0
-
-
-class ServeError(RuntimeError):
-    pass
-
-
-def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on host:port, sharing it with each other and nobody else."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                          proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)[0]
-    # SO_REUSEPORT would also share the port with any other listener that set it (another runlog
-    # left running): bind once without it first, so a taken port fails here as it would without workers.
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(address)
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(2048)
-        sock.set_inheritable(True)
-        sockets.append(sock)
-    return sockets
 
 
 @dataclass
@@ -156,16 +132,10 @@ class Supervisor:
                 process.wait()
 
 
-def serve_with_workers(settings: Settings, appliance: Appliance, workers: int, graceful: float) -> None:
-    """Run the primary until SIGTERM or SIGINT; closes `appliance` (drain, final checkpoint, anchors)."""
-    try:
-        sockets = bind_sockets(settings.host, settings.port, workers)
-    except BaseException:
-        appliance.close()
-        raise
+def serve_with_workers(settings: Settings, appliance: Appliance, sockets: list[socket.socket], graceful: float) -> None:
+    """Run the primary, one worker per socket, until SIGTERM or SIGINT; closes `appliance` (drain,
+    final checkpoint, anchors)."""
     try:
         asyncio.run(Supervisor(settings, appliance, sockets, graceful).run())
     finally:
-        for sock in sockets:
-            sock.close()
         appliance.close()

@@ -1,8 +1,9 @@
 """`runlog serve` with RUNLOG_WORKERS=2, as a real process tree on 127.0.0.1: both workers serve,
 one chain results, a killed worker is replaced, workers never outlive the primary, SIGTERM stops
-everything with a final checkpoint, a taken port fails as it would with one process."""
+everything with a final checkpoint, a taken port fails at start in both modes with one line."""
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -112,6 +113,23 @@ def test_a_killed_worker_is_replaced_and_the_appliance_keeps_answering(server):
     assert "exited with status -9; restarting it" in server.output()
 
 
+def test_a_worker_that_keeps_dying_stops_the_appliance_with_one_line(server):
+    _, survivor = _workers(server)
+    deaths = 0
+    deadline = time.monotonic() + 60
+    while server.process.poll() is None and time.monotonic() < deadline:
+        for pid in _workers(server):
+            if pid != survivor and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                deaths += 1
+        time.sleep(0.05)
+    assert server.process.wait(timeout=30) == 1
+    output = server.output()
+    assert re.search(r"runlog: HTTP worker [01] died 5 times within 60 s; stopping", output), output[-2000:]
+    assert "Traceback" not in output and deaths == 6
+    assert not _alive(survivor)  # stopped with the rest, not orphaned
+
+
 def test_workers_die_with_the_primary_and_leave_the_port_free(server):
     workers = _workers(server)
     server.kill()
@@ -142,11 +160,15 @@ def test_sigterm_stops_the_workers_then_drains_and_cuts_a_final_checkpoint(serve
     assert "workers ready" in server.output()
 
 
-def test_a_taken_port_fails_at_start_as_with_one_process(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_port_is_one_line_and_status_1_in_both_modes(tmp_path, workers):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        server = Server(tmp_path / "data", port=taken.getsockname()[1], RUNLOG_WORKERS="2")
+        port = taken.getsockname()[1]
+        server = Server(tmp_path / "data", port=port, RUNLOG_WORKERS=workers)
         with pytest.raises(RuntimeError, match="exited with 1"):
             server.start()
-        assert "Address already in use" in server.output()
+        output = server.output()
+    assert f"runlog: cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert "Traceback" not in output and '"serving"' not in output
