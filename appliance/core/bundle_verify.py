@@ -12,14 +12,22 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+__all__ = ["BundleError", "BundleFormatError", "BundleReport", "Split", "verify_bundle"]
 
 from appliance.core.bundle import BUNDLE_FORMAT, bundle_digest, signature_text
-from appliance.core.chain import RunChains
+from appliance.core.bundle_entries import (
+    BundleError,
+    BundleFormatError,
+    EntriesContext,
+    Failure,
+    Link,
+    follow_run_chain,
+    examine_entries,
+)
 from appliance.core.cosignature import CosignatureVerifier
-from appliance.core.entry import decode_entry, entry_hash
-from appliance.core.errors import ChainError, InvalidInput, RunlogError, VerificationError
-from appliance.core.hashing import leaf_hash
+from appliance.core.errors import InvalidInput, RunlogError, VerificationError
 from appliance.core.key_history import (
     KeyWindow,
     TrustedCheckpoint,
@@ -30,18 +38,14 @@ from appliance.core.key_history import (
 from appliance.core.keys import NoteVerifier
 from appliance.core.note import open_note
 from appliance.core.policy import Policy
-from appliance.core.proof_verify import verify_consistency, verify_inclusion
-from appliance.core.tlog_proof import TlogProof
+from appliance.core.proof_verify import verify_consistency
 
 MAX_BUNDLE_BYTES = 1 << 30
 
-
-class BundleFormatError(InvalidInput):
-    """The file is not a well-formed evidence bundle."""
-
-
-class BundleError(VerificationError):
-    """The bundle is well formed but some evidence in it does not hold."""
+# A way to run examine_entries over all the entries (context, count) -> what examine_entries(context, 0, count)
+# returns: in slices elsewhere, for example (appliance.verify splits them over worker processes).
+Split = Callable[[Callable[[EntriesContext, int, int], tuple[list[Link], Failure | None]], EntriesContext, int],
+                 tuple[list[Link], Failure | None]]
 
 
 @dataclass(frozen=True)
@@ -121,15 +125,16 @@ def _check_file_signer(verified: tuple, trusted: TrustedKeys, signed_at: int | N
 
 
 def verify_bundle(data: bytes | str, *, key: NoteVerifier | None = None, policy: Policy | None = None,
-                  keys: TrustedKeys | None = None) -> BundleReport:
+                  keys: TrustedKeys | None = None, split: Split | None = None) -> BundleReport:
     """Verify a bundle file against exactly one of: the log key (`key`, trusted at any time), the
     log's published keys with their validity windows (`keys`), or a policy (its log keys and quorum).
 
     Raises `BundleFormatError` for a file that is not a bundle, `BundleError` for evidence that does
     not hold (`KeyWindowError`s included, as a `BundleError` naming the key and its window); returns
-    the report only when everything holds."""
+    the report only when everything holds. `split`, if given, checks the entries in its own way
+    (it must return what `examine_entries` over all of them would)."""
     try:
-        return _verify(data, key, policy, keys)
+        return _verify(data, key, policy, keys, split)
     except RunlogError:
         raise
     except (ValueError, TypeError, KeyError, binascii.Error, RecursionError) as error:  # pragma: no cover
@@ -151,7 +156,7 @@ def _trusted(key: NoteVerifier | None, policy: Policy | None, keys: TrustedKeys 
 
 
 def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None,
-            keys: TrustedKeys | None) -> BundleReport:
+            keys: TrustedKeys | None, split: Split | None) -> BundleReport:
     if sum(x is not None for x in (key, policy, keys)) != 1:  # before reading the file
         raise InvalidInput("give exactly one of a log key, a keys file and a policy", field="key")
     bundle = _parse(data)
@@ -170,42 +175,16 @@ def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None,
                           f"{', '.join(sorted(cosigned)) or 'none of the policy witnesses'})")
     signed_at = signed.signed_at
 
-    # 2. Entries and their inclusion proofs; 4. the run's chain as they go by.
+    # 2. Entries and their inclusion proofs; 4. the run's chain through them.
     items = _get(bundle, "entries", list)
     if not items:
         raise BundleFormatError("the bundle holds no entries", field="entries")
-    chains = RunChains()
-    seqs = []
-    for number, item in enumerate(items):
-        where = f"entries[{number}]"
-        text = _get(item, "entry", str, where)
-        raw = text.encode("utf-8", "surrogatepass")
-        try:
-            entry = decode_entry(raw)
-        except InvalidInput as error:
-            raise BundleError(f"{where}: the entry bytes were altered or are not a valid entry: {error}") from None
-        if entry.trace_id != trace_id:
-            raise BundleError(f"{where} (seq {entry.seq}): belongs to trace {entry.trace_id}, not {trace_id}: "
-                              "an entry of another run was inserted")
-        try:
-            proof = TlogProof.from_text(_get(item, "proof", str, where))
-        except InvalidInput as error:
-            raise BundleFormatError(f"{where}: {error}", field="proof") from None
-        if proof.checkpoint != note:
-            raise BundleError(f"{where} (seq {entry.seq}): its tlog-proof names another checkpoint than the bundle's")
-        if proof.index != entry.seq:
-            raise BundleError(f"{where}: its tlog-proof is for index {proof.index}, the entry says seq {entry.seq}")
-        try:
-            verify_inclusion(entry.seq, size, leaf_hash(raw), list(proof.hashes), root)
-        except VerificationError as error:
-            raise BundleError(f"{where} (seq {entry.seq}): the entry is not in the signed tree: {error}") from None
-        try:
-            chains.add(entry, entry_hash(raw))
-        except ChainError as error:
-            raise BundleError(f"{where} (seq {entry.seq}): the run's chain is broken ({error.reason}): {error}") from None
-        seqs.append(entry.seq)
-    state = chains.state(trace_id)
+    context = EntriesContext(items, trace_id, note, size, root)
+    links, failure = (examine_entries(context, 0, len(items)) if split is None
+                      else split(examine_entries, context, len(items)))
+    state = follow_run_chain(links, failure).state(trace_id)
     assert state is not None
+    seqs = (links[0].seq, links[-1].seq)
 
     # 3. Daily roots: signed by the log and extended by the checkpoint.
     daily = []
@@ -249,5 +228,5 @@ def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None,
     if policy is None:
         not_proven.append("witnesses: no policy was given, so only the log's own key vouches for the checkpoint")
     log = signed.log_keys[0].verifier
-    return BundleReport(log.name, log.to_text(), trace_id, len(items), (seqs[0], seqs[-1]), state.closed, size, root,
+    return BundleReport(log.name, log.to_text(), trace_id, len(items), seqs, state.closed, size, root,
                         signed_at, tuple(sorted(cosigned)), tuple(daily), anchors, tuple(not_proven))

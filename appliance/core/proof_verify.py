@@ -36,7 +36,7 @@ def _path(proof: object) -> list[bytes]:
     return [_hash(h, f"proof[{i}]") for i, h in enumerate(proof)]
 
 
-def _inclusion_length(index: int, size: int) -> int:
+def inclusion_length(index: int, size: int) -> int:
     """Hashes in the inclusion proof of `index` in `size` (index < size): one per level below
     the point where the paths to `index` and to the last leaf part, one per left peak above it."""
     inner = (index ^ (size - 1)).bit_length()
@@ -49,7 +49,7 @@ def _consistency_length(old_size: int, new_size: int) -> int:
     level = (old_size & -old_size).bit_length() - 1
     peak_index = (old_size - 1) >> level
     seed = 0 if peak_index == 0 else 1
-    return seed + _inclusion_length(peak_index, ((new_size - 1) >> level) + 1)
+    return seed + inclusion_length(peak_index, ((new_size - 1) >> level) + 1)
 
 
 def root_from_inclusion_proof(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]) -> bytes:
@@ -64,7 +64,7 @@ def root_from_inclusion_proof(index: int, size: int, leaf_hash: bytes, proof: Se
         raise ProofError(f"leaf index {index} is not below tree size {size}")
     leaf = _hash(leaf_hash, "leaf hash")
     path = _path(proof)
-    want = _inclusion_length(index, size)
+    want = inclusion_length(index, size)
     if len(path) != want:
         raise ProofError(
             f"inclusion proof for leaf {index} in a tree of size {size} must have {want} hashes,"

@@ -402,7 +402,7 @@ def test_rfc_steps_alone_refuse_wrong_lengths(index_size, old_new, extra):
     inclusion = inclusion_proof(index, size, NODES.__getitem__)
     consistency = consistency_proof(old, new, NODES.__getitem__)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(proof_verify, "_inclusion_length", lambda *_: len(accepting[0]))
+        patch.setattr(proof_verify, "inclusion_length", lambda *_: len(accepting[0]))
         patch.setattr(proof_verify, "_consistency_length", lambda *_: len(accepting[0]))
         accepting = [inclusion]
         verify_inclusion(index, size, LEAF_HASHES[index], inclusion, root(size))
