@@ -50,12 +50,14 @@ class Event:
 # RunHead and Appended are made once per event on the writer's path: named tuples (immutable too)
 # cost half of a frozen dataclass's construction.
 class RunHead(NamedTuple):
-    """A run after its last entry: `count` entries so far, the last one's hash and seq."""
+    """A run after its last entry: `count` entries so far, the last one's hash and seq, and the seq
+    of its first entry (the store's key for the run)."""
 
     count: int
     head: bytes
     last_seq: int
     closed: bool
+    first_seq: int
 
 
 class Appended(NamedTuple):
@@ -161,7 +163,7 @@ class Sequencer:
             data = join_parts(parts, seq=seq, run_seq=run_seq, received_at=received_at, prev=prev, run_prev=run_prev)
             digest = sha256(data)  # the entry hash
             appended.append(Appended(event, seq, run_seq, received_at, prev, run_prev, data, digest, leaf_hash(data)))
-            touched[trace_id] = RunHead(run_seq + 1, digest, seq, event.final)
+            touched[trace_id] = RunHead(run_seq + 1, digest, seq, event.final, seq if run is None else run.first_seq)
             seq, prev = seq + 1, digest
         self._frontier.extend([item.leaf_hash for item in appended], on_node)
         self._head_hash = prev

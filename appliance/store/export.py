@@ -43,7 +43,9 @@ class RunEvidence:
 
 def run_rows(conn: sqlite3.Connection, trace_id: str, limit_size: int | None = None) -> list[tuple[int, bytes]]:
     """(seq, canonical bytes) of the run's entries in run order, those below `limit_size` only."""
-    rows = conn.execute("SELECT seq, CAST(data AS BLOB) FROM entries WHERE trace_id = ? ORDER BY run_seq",
+    rows = conn.execute("SELECT e.seq, CAST(e.data AS BLOB) FROM runs AS r JOIN run_entries AS re "
+                        "ON re.run = r.first_seq JOIN entries AS e ON e.seq = re.seq WHERE r.trace_id = ? "
+                        "ORDER BY re.run_seq",
                         (trace_id,)).fetchall()
     if not rows:
         raise RunNotFound(f"no run with trace_id {trace_id}")
@@ -258,7 +260,8 @@ def export_csv(conn: sqlite3.Connection, trace_id: str, *, signer: NoteSigner,
 
 def run_last_seq(conn: sqlite3.Connection, trace_id: str) -> int:
     """The seq of the run's last entry (`RunNotFound` if none)."""
-    row = conn.execute("SELECT max(seq) FROM entries WHERE trace_id = ?", (trace_id,)).fetchone()
+    row = conn.execute("SELECT max(re.seq) FROM runs AS r JOIN run_entries AS re ON re.run = r.first_seq "
+                       "WHERE r.trace_id = ?", (trace_id,)).fetchone()
     if row is None or row[0] is None:
         raise RunNotFound(f"no run with trace_id {trace_id}")
     return row[0]

@@ -23,9 +23,10 @@ class Failures:
 
 
 def run_failures(conn: sqlite3.Connection, trace_id: str) -> Failures:
-    """The run's failed steps (reads every entry of the run through `entries_by_run`)."""
+    """The run's failed steps (reads every entry of the run through `run_entries`)."""
     count, first = conn.execute(
-        "SELECT count(*), min(run_seq) FROM entries WHERE trace_id = ? AND status = 'failed'", (trace_id,)).fetchone()
+        "SELECT count(*), min(re.run_seq) FROM runs AS r JOIN run_entries AS re ON re.run = r.first_seq "
+        "JOIN entries AS e ON e.seq = re.seq WHERE r.trace_id = ? AND e.status = 'failed'", (trace_id,)).fetchone()
     return Failures(count, first)
 
 

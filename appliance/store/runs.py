@@ -6,8 +6,9 @@ raise `InvalidInput` with `field` naming the argument, so the web layer can answ
 
 Time filters rely on an invariant of the writer: `received_at` never decreases in `seq` order.
 A run's `started_at` is the `received_at` of its first entry, so a time range maps to a range of
-`first_seq`, found by binary search over `entries` and then read through the `runs_recent` or
-`runs_by_status` index, instead of filtering every run.
+`first_seq`, found by binary search over `entries` and then read through the `runs` table (keyed
+by `first_seq`) or its `runs_by_status` / `runs_by_source` index, instead of filtering every run.
+A run's entries are found through `run_entries` (the run's `first_seq`, `run_seq`) -> `seq`.
 """
 
 import base64
@@ -252,7 +253,8 @@ def run_events(conn: sqlite3.Connection, trace_id: str, *, after_run_seq: int = 
     _check_int(after_run_seq, "after_run_seq", -1, 2**53 - 1)
     _check_int(limit, "limit", 1, MAX_EVENTS_PAGE)
     rows = conn.execute(
-        "SELECT data, hash FROM entries WHERE trace_id = ? AND run_seq > ? ORDER BY run_seq LIMIT ?",
+        "SELECT e.data, e.hash FROM runs AS r JOIN run_entries AS re ON re.run = r.first_seq "
+        "JOIN entries AS e ON e.seq = re.seq WHERE r.trace_id = ? AND re.run_seq > ? ORDER BY re.run_seq LIMIT ?",
         (trace_id, after_run_seq, limit),
     )
     events = []
@@ -278,7 +280,7 @@ def find_runs_by_prefix(conn: sqlite3.Connection, prefix: str, limit: int = 10) 
     _check_int(limit, "limit", 1, MAX_PREFIX_MATCHES)
     prefix = prefix.lower()
     # Every trace ID is lower-case hex, so "g" sorts after all IDs that share the prefix. The
-    # unary plus keeps SQLite on the primary-key range rather than walking runs_recent.
+    # unary plus keeps SQLite on the runs_by_trace range rather than walking the table backwards.
     rows = conn.execute(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE trace_id >= ? AND trace_id < ? ORDER BY +first_seq DESC LIMIT ?",
         (prefix, prefix + "g", limit),

@@ -5,7 +5,8 @@ What is checked at every start (the full check is `runlog verify --db`):
 - the entry just before that size is the one the tree committed to (its leaf hash is in the tree);
 - every entry after it: canonical, its recorded hash right, chained to the one before (`prev`),
   chained within its run (`run_prev`, `run_seq`), and in the tree (tiles give the same frontier);
-- the `runs` table's heads match the entries they summarise, for every run touched since.
+- the `runs` table's heads match the entries they summarise, and `run_entries` leads to each of
+  those entries, for every run touched since.
 """
 
 import sqlite3
@@ -97,36 +98,49 @@ class _Tail:
     def __init__(self, conn: sqlite3.Connection, start: int, frontier: CompactRange) -> None:
         self._conn, self._start = conn, start
         self.frontier = frontier
-        self.touched: set[str] = set()
+        self.touched: dict[str, int] = {}  # trace ID -> its entries in the tail
 
     def rows(self) -> Iterator[tuple[bytes, bytes]]:
+        touched = self.touched
         for trace_id, data, recorded in self._conn.execute(
             "SELECT trace_id, data, hash FROM entries WHERE seq >= ? ORDER BY seq", (self._start,)
         ):
-            self.touched.add(trace_id)
+            touched[trace_id] = touched.get(trace_id, 0) + 1
             self.frontier.append(leaf_hash(data))
             yield data, recorded
 
 
-def _check_run_heads(conn: sqlite3.Connection, trace_ids: set[str], start: int) -> None:
-    """Each run touched from `start` on is chained through `run_prev` to its entries before
-    `start`, and its `runs` row matches its last entry."""
-    for trace_id in trace_ids:
-        rows = conn.execute("SELECT seq, run_seq, data, hash FROM entries WHERE trace_id = ? AND seq >= ? "
-                            "ORDER BY run_seq", (trace_id, start)).fetchall()
+_RUN_ROWS = ("SELECT e.seq, re.run_seq, e.trace_id, e.data, e.hash FROM run_entries AS re "
+             "JOIN entries AS e ON e.seq = re.seq WHERE re.run = ? AND re.seq >= ? ORDER BY re.run_seq")
+_RUN_ENTRY = ("SELECT e.trace_id, e.hash FROM run_entries AS re JOIN entries AS e ON e.seq = re.seq "
+              "WHERE re.run = ? AND re.run_seq = ?")
+
+
+def _check_run_heads(conn: sqlite3.Connection, touched: dict[str, int], start: int) -> None:
+    """Each run touched from `start` on (`touched`: trace ID -> its entries since) has a `runs` row
+    that matches its last entry, and its `run_entries` rows lead to all its entries from `start` on,
+    chained through `run_prev` to its entry before `start`."""
+    for trace_id, tail_count in touched.items():
+        head = conn.execute("SELECT count, head, last_seq, closed, first_seq FROM runs WHERE trace_id = ?",
+                            (trace_id,)).fetchone()
+        if head is None:
+            seq = conn.execute("SELECT min(seq) FROM entries WHERE seq >= ? AND trace_id = ?", (start, trace_id))
+            raise StoreCorrupt(f"the runs table has no row for run {trace_id}", seq=seq.fetchone()[0])
+        run = head[4]
+        rows = conn.execute(_RUN_ROWS, (run, start)).fetchall()
+        if len(rows) != tail_count or any(row[2] != trace_id for row in rows):
+            raise StoreCorrupt(f"run_entries does not lead to the entries of run {trace_id}", seq=head[2])
         first_run_seq = rows[0][1]
-        before = conn.execute("SELECT hash FROM entries WHERE trace_id = ? AND run_seq = ?",
-                              (trace_id, first_run_seq - 1)).fetchone()
-        previous = before[0] if before else None
-        if (previous is None) != (first_run_seq == 0):
+        before = conn.execute(_RUN_ENTRY, (run, first_run_seq - 1)).fetchone() if first_run_seq else None
+        if (before is None) != (first_run_seq == 0) or (before is not None and before[0] != trace_id):
             raise StoreCorrupt(f"run {trace_id} is missing run_seq {first_run_seq - 1}", seq=rows[0][0])
+        previous = before[1] if before else None
         final = False
-        for offset, (seq, run_seq, data, recorded) in enumerate(rows):
+        for offset, (seq, run_seq, _, data, recorded) in enumerate(rows):
             entry = decode_entry(data)
             if run_seq != first_run_seq + offset or entry.run_seq != run_seq or entry.run_prev != previous:
                 raise StoreCorrupt(f"run {trace_id} is broken at run_seq {first_run_seq + offset}", seq=seq)
             previous, final = recorded, entry.final
-        last_seq, last_run_seq, _, last_hash = rows[-1]
-        head = conn.execute("SELECT count, head, last_seq, closed FROM runs WHERE trace_id = ?", (trace_id,)).fetchone()
-        if head != (last_run_seq + 1, last_hash, last_seq, int(final)):
+        last_seq, last_run_seq, _, _, last_hash = rows[-1]
+        if head[:4] != (last_run_seq + 1, last_hash, last_seq, int(final)):
             raise StoreCorrupt(f"the runs table does not match the entries of run {trace_id}", seq=last_seq)

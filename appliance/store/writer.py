@@ -71,30 +71,35 @@ class AppendResult:
 
 
 _INSERT_ENTRY = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Runs are keyed by their first entry's seq (`run`), which grows with time: the rows of runs that
+# are active together, and their run_entries rows, sit on neighbouring pages.
+_INSERT_RUN_ENTRY = "INSERT INTO run_entries (run, run_seq, seq) VALUES (?, ?, ?)"
 # A run's row: inserted with its first entry; afterwards an append changes only the columns below,
-# none of them in a secondary index (first_seq, status, source), so SQLite leaves those alone.
+# none of them in a secondary index (trace_id, status, source), so SQLite leaves those alone.
 _INSERT_RUN = """
-INSERT INTO runs (trace_id, count, head, first_seq, last_seq, started_at, updated_at, first_ts, last_ts,
+INSERT INTO runs (first_seq, trace_id, count, head, last_seq, started_at, updated_at, first_ts, last_ts,
                   source, status, closed)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-_EXTEND_RUN = "UPDATE runs SET count = ?, head = ?, last_seq = ?, updated_at = ?, last_ts = ? WHERE trace_id = ?"
+_EXTEND_RUN = "UPDATE runs SET count = ?, head = ?, last_seq = ?, updated_at = ?, last_ts = ? WHERE first_seq = ?"
 # A failed step or a final entry changes the status too (and failed stays failed).
 _SETTLE_RUN = """
 UPDATE runs SET count = ?, head = ?, last_seq = ?, updated_at = ?, last_ts = ?, closed = ?,
     status = CASE WHEN status = 'failed' THEN 'failed' ELSE ? END
-WHERE trace_id = ?
+WHERE first_seq = ?
 """
-_RUN_HEADS = "SELECT trace_id, count, head, last_seq, closed FROM runs WHERE trace_id IN (%s)"
+_RUN_HEADS = "SELECT trace_id, count, head, last_seq, closed, first_seq FROM runs WHERE trace_id IN (%s)"
 _RUN_HEADS_CHUNK = 500
 
 
-def _group_rows(appended: list[Appended]) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple]]:
-    """A group's rows, in one pass: (`entries` rows, then the `runs` writes, one per trace touched
-    rather than one per entry: INSERT rows of new runs, plain UPDATE rows, UPDATE rows that set the
-    status). A trace's first entry in the group gives the values a new run starts with (its run_seq
-    is 0 exactly when the run has no row yet), its last the head; the run is failed if any step failed."""
-    entries = []
+def _group_rows(appended: list[Appended], heads: dict[str, RunHead]) -> tuple[list[tuple], ...]:
+    """A group's rows, in one pass: (`entries` rows, `run_entries` rows, then the `runs` writes,
+    one per trace touched rather than one per entry: INSERT rows of new runs, plain UPDATE rows,
+    UPDATE rows that set the status). `heads` are the group's new run heads (they carry each
+    run's key, its first seq). A trace's first entry in the group gives the values a new run starts
+    with (its run_seq is 0 exactly when the run has no row yet), its last the head; the run is
+    failed if any step failed."""
+    entries, run_entries = [], []
     touched: dict[str, list] = {}
     for item in appended:
         e = item.event
@@ -102,25 +107,27 @@ def _group_rows(appended: list[Appended]) -> tuple[list[tuple], list[tuple], lis
                         e.source, item.data, item.entry_hash))
         seen = touched.get(e.trace_id)
         if seen is None:
-            touched[e.trace_id] = [item, item, e.status == "failed"]
+            run = heads[e.trace_id].first_seq
+            touched[e.trace_id] = [item, item, e.status == "failed", run]
         else:
+            run = seen[3]
             seen[1] = item
             seen[2] = seen[2] or e.status == "failed"
+        run_entries.append((run, item.run_seq, item.seq))
     new, extended, settled = [], [], []
-    for first, last, failed in touched.values():
+    for first, last, failed, run in touched.values():
         final = last.event.final
         status = "failed" if failed else ("succeeded" if final else "running")
         if first.run_seq == 0:
-            new.append((last.event.trace_id, last.run_seq + 1, last.entry_hash, first.seq, last.seq,
+            new.append((run, last.event.trace_id, last.run_seq + 1, last.entry_hash, last.seq,
                         first.received_at, last.received_at, first.event.ts, last.event.ts, first.event.source,
                         status, int(final)))
         elif failed or final:
             settled.append((last.run_seq + 1, last.entry_hash, last.seq, last.received_at, last.event.ts, int(final),
-                            status, last.event.trace_id))
+                            status, run))
         else:
-            extended.append((last.run_seq + 1, last.entry_hash, last.seq, last.received_at, last.event.ts,
-                             last.event.trace_id))
-    return entries, new, extended, settled
+            extended.append((last.run_seq + 1, last.entry_hash, last.seq, last.received_at, last.event.ts, run))
+    return entries, run_entries, new, extended, settled
 
 
 class Writer:
@@ -158,9 +165,9 @@ class Writer:
 
         Raises `StoreCorrupt` (naming the first bad seq) instead of continuing a broken log."""
         self._conn = connect(self._db_path, synchronous=self._synchronous)
-        # A group of 1,000 events of 1,000 runs dirties ~1,000 index pages (entries_by_run and runs
-        # are keyed by trace ID), mostly the same ones group after group: a 64 MiB page cache keeps
-        # them (SQLite's 2 MiB default re-read them from the OS). The WAL keeps SQLite's default
+        # A group of 1,000 events of 1,000 runs dirties hundreds of pages of runs and run_entries,
+        # mostly the same ones group after group: a 64 MiB page cache keeps them (SQLite's 2 MiB
+        # default re-read them from the OS). The WAL keeps SQLite's default
         # checkpoint (~4 MiB): a WAL that keeps growing makes every commit extend the file, which on
         # ext4 is a journalled change; when the disk fails and the kernel aborts the journal, the
         # last acknowledged commits went with it (tests/reliability/test_disk.py lost 1-3 of them
@@ -263,16 +270,16 @@ class Writer:
         for start in range(0, len(missing), _RUN_HEADS_CHUNK):
             chunk = missing[start:start + _RUN_HEADS_CHUNK]
             query = _RUN_HEADS % ",".join("?" * len(chunk))
-            for trace_id, count, head, last_seq, closed in self._conn.execute(query, chunk):
-                fetched[trace_id] = RunHead(count, head, last_seq, bool(closed))
+            for trace_id, count, head, last_seq, closed, first_seq in self._conn.execute(query, chunk):
+                fetched[trace_id] = RunHead(count, head, last_seq, bool(closed), first_seq)
 
     def _lookup_run(self, trace_id: str) -> RunHead | None:
         head = self._overlay.get(trace_id) or self._runs_cache.get(trace_id)
         if head is not None or trace_id in self._fetched:
             return head or self._fetched[trace_id]
-        row = self._conn.execute("SELECT count, head, last_seq, closed FROM runs WHERE trace_id = ?",
+        row = self._conn.execute("SELECT count, head, last_seq, closed, first_seq FROM runs WHERE trace_id = ?",
                                  (trace_id,)).fetchone()
-        return None if row is None else RunHead(row[0], row[1], row[2], bool(row[3]))
+        return None if row is None else RunHead(row[0], row[1], row[2], bool(row[3]), row[4])
 
     def _received_at(self) -> str:
         # received_at never goes backwards in seq order, even if the clock does: daily roots
@@ -291,8 +298,9 @@ class Writer:
             self._fetch_run_heads(group)
             for request, _ in group:
                 outcomes.append(self._apply(request, received_at, rows))
-            entries, new_runs, extended_runs, settled_runs = _group_rows(rows.appended)
+            entries, run_entries, new_runs, extended_runs, settled_runs = _group_rows(rows.appended, self._overlay)
             self._conn.executemany(_INSERT_ENTRY, entries)
+            self._conn.executemany(_INSERT_RUN_ENTRY, run_entries)
             self._conn.executemany(_INSERT_RUN, new_runs)
             self._conn.executemany(_EXTEND_RUN, extended_runs)
             self._conn.executemany(_SETTLE_RUN, settled_runs)

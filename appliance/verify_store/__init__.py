@@ -6,7 +6,8 @@ canonical encoding of a valid entry, the global chain (`prev`, seq) and every ru
 and that `received_at` never goes back; rebuilds the Merkle tree from the entries and compares
 every stored tile and tile root with it; checks every stored checkpoint's signatures (log key,
 clock cosignature) and its root against the rebuilt tree at its size (which makes successive
-checkpoints consistent), the daily roots, the `runs` summaries, and, given anchors, every
+checkpoints consistent), the daily roots, the `runs` summaries and the `run_entries` rows that
+lead from each run to its entries, and, given anchors, every
 checkpoint each anchor holds: signed by the log key, the store's root at its size, and never a
 larger tree than the store holds.
 
@@ -58,18 +59,20 @@ __all__ = ["CHUNK_SIZE", "Failure", "Keys", "VerifyReport", "verify_store"]
 CHUNK_SIZE = 65_536
 MAX_LISTED = 20  # failures listed per check; the rest are counted in a note
 _LEVEL4_SCHEMA = 1 + [name for name, _ in MIGRATIONS].index("level-4 nodes of the full level-0 tiles")
+_RUN_ENTRIES_SCHEMA = 1 + [name for name, _ in MIGRATIONS].index("runs and run_entries keyed by the run's first seq")
 
 Progress = Callable[[int, int], None]
 
 
 def _plan(db_path: str, size: int, chunk_size: int, sizes: list[int], positions: list[int],
-          level4: bool) -> list[ChunkTask]:
+          level4: bool, run_entries: bool) -> list[ChunkTask]:
     tasks = []
     for start in range(0, size, chunk_size):
         end = min(start + chunk_size, size)
         tasks.append(ChunkTask(db_path, start, end,
                                tuple(sizes[bisect_right(sizes, start):bisect_right(sizes, end)]),
-                               tuple(positions[bisect_left(positions, start):bisect_left(positions, end)]), level4))
+                               tuple(positions[bisect_left(positions, start):bisect_left(positions, end)]), level4,
+                               run_entries))
     return tasks
 
 
@@ -105,6 +108,18 @@ def _level4_table(conn: sqlite3.Connection) -> tuple[bool, list[Failure], list[s
                                                   f"{version}, has it since {_LEVEL4_SCHEMA})")], []
     return False, [], [f"level-4 nodes not compared: the store's schema ({version}) predates them; runlog adds "
                        "them when it next opens the store for writing"]
+
+
+def _run_entries_table(conn: sqlite3.Connection) -> tuple[bool, list[Failure], list[str]]:
+    """Whether the store has `run_entries` to check (as `_level4_table` for level4_nodes)."""
+    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'run_entries'").fetchone():
+        return True, [], []
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= _RUN_ENTRIES_SCHEMA:
+        return False, [Failure("runs", "missing", f"the run_entries table is missing (the store's schema, "
+                                                  f"{version}, has it since {_RUN_ENTRIES_SCHEMA})")], []
+    return False, [], [f"run_entries not compared: the store's schema ({version}) predates it; runlog adds it "
+                       "when it next opens the store for writing"]
 
 
 def _listed(failures: list[Failure]) -> tuple[tuple[Failure, ...], list[str]]:
@@ -161,14 +176,16 @@ def verify_store(
         positions = sorted({p for _, s in daily if type(s) is int for p in (s - 1, s) if 0 <= p < size})
         level4, level4_failures, level4_notes = _level4_table(conn)
         failures += level4_failures
-        tasks = _plan(str(path), size, chunk_size, sorted(wanted - {0}), positions, level4)
+        run_entries, run_entries_failures, run_entries_notes = _run_entries_table(conn)
+        failures += run_entries_failures
+        tasks = _plan(str(path), size, chunk_size, sorted(wanted - {0}), positions, level4, run_entries)
         merger = LogMerger(conn)
         for done, result in enumerate(_results(conn, tasks, min(workers, len(tasks))), start=1):
             merger.add(result)
             if progress is not None:
                 progress(min(done * chunk_size, size), size)
-        failures += [f for f in (merger.chain_failure, merger.column_failure, merger.clock_failure,
-                                     merger.tree_failure) if f is not None]
+        failures += [f for f in (merger.chain_failure, merger.column_failure, merger.run_index_failure,
+                                 merger.clock_failure, merger.tree_failure) if f is not None]
         tiles = 0
         if merger.tree_end is None:
             tile_failures, tiles = check_tile_tables(conn, size, level4)
@@ -179,9 +196,9 @@ def verify_store(
         failures += checkpoint_failures
         daily_failures, daily_count = check_daily_roots(daily, good, checkpoint_sizes, merger)
         failures += daily_failures
-        extra_notes = list(notes) + level4_notes
+        extra_notes = list(notes) + level4_notes + run_entries_notes
         if merger.chain_failure is None:
-            failures += check_runs_table(conn, merger)
+            failures += check_runs_table(conn, merger, size if run_entries else None)
         else:
             extra_notes.append("runs table not compared: the chain is broken")
         summaries: tuple[AnchorSummary, ...] | None = None

@@ -4,7 +4,8 @@ A chunk is the entries rows with seq in [start, end), start a multiple of the ti
 the worker checks everything that needs no other chunk: each entry strictly valid (`scan_entries`),
 its recorded hash, its seq equal to its position, its `prev` equal to the previous entry's hash,
 the summary columns of its row equal to its bytes, `received_at` never going back, and each run's
-chain from the run's first entry in the chunk on. It rebuilds the chunk's level-0 tiles and their
+chain from the run's first entry in the chunk on, and that `run_entries` leads from each entry's
+(run, run_seq) to its seq. It rebuilds the chunk's level-0 tiles and their
 roots from the leaves and compares them with the stored ones. What links the chunk to the ones
 before it (the first `prev`, each run's first entry in the chunk, the tree above level 8) goes back
 in the `ChunkResult` for the caller, who merges chunks in order (see `merge.py`).
@@ -33,6 +34,11 @@ _COLUMNS = ("seq", "trace_id", "run_seq", "received_at")
 _DATA, _RECORDED, _ROW_COLUMNS = itemgetter(4), itemgetter(5), itemgetter(0, 1, 2, 3)
 _SEQ, _PREV, _RECEIVED = attrgetter("seq"), attrgetter("prev"), attrgetter("received_at")
 _COLUMN_VALUES = attrgetter(*_COLUMNS)
+# The first entry of [start, end) that run_entries does not lead to from (its run's first_seq,
+# its run_seq); the run's first_seq comes from `runs`, whose rows the merger checks against the entries.
+_UNINDEXED = ("SELECT e.seq, e.trace_id, e.run_seq FROM entries AS e WHERE e.seq >= ? AND e.seq < ? AND NOT EXISTS "
+              "(SELECT 1 FROM runs AS r JOIN run_entries AS re ON re.run = r.first_seq WHERE r.trace_id = e.trace_id "
+              "AND re.run_seq = e.run_seq AND re.seq = e.seq) ORDER BY e.seq LIMIT 1")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class ChunkTask:
     sizes: tuple[int, ...] = ()
     positions: tuple[int, ...] = ()
     level4: bool = True  # the store has the level4_nodes table (schema 4 on) to compare
+    run_entries: bool = True  # the store has the run_entries table (schema 5 on) to compare
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class ChunkResult:
     # first entry received before the one before it: neither breaks a chain, so linking goes on.
     column_problem: tuple[int, str] | None = None
     clock_problem: tuple[int, str] | None = None
+    run_index_problem: tuple[int, str] | None = None  # (seq, message): run_entries does not lead to it
     # Per run, in order of first appearance: (trace_id, position, seq, run_seq, run_prev, count, head,
     # closed, last_seq, failed) where the last five describe the run after its last entry in the chunk.
     runs: list[tuple] = field(default_factory=list)
@@ -108,6 +116,11 @@ def scan_chunk(conn: sqlite3.Connection, task: ChunkTask) -> ChunkResult:
     leaves: list[bytes] = []
     _scan_rows(conn.execute(_ROWS, (task.start, task.end)), task, result, leaves)
     _check_tiles(conn, task.start, leaves, result, task.level4)
+    if task.run_entries:
+        row = conn.execute(_UNINDEXED, (task.start, task.end)).fetchone()
+        if row is not None:
+            result.run_index_problem = (row[0], f"run_entries does not lead to entry {row[0]} from its run "
+                                                f"{row[1]}'s first seq and run_seq {row[2]}")
     for size in task.sizes:
         partial = size % TILE_WIDTH
         if size - task.start <= len(leaves):

@@ -153,10 +153,16 @@ def check_daily_roots(rows: Iterable[tuple[str, int]], good: set[int], signed_si
     return failures, count
 
 
-def check_runs_table(conn: sqlite3.Connection, merger: LogMerger) -> list[Failure]:
+def check_runs_table(conn: sqlite3.Connection, merger: LogMerger, store_size: int | None = None) -> list[Failure]:
     """Every `runs` row summarises its run's entries (count, head, first and last seq, status,
-    closed), and every run has a row. Precondition: both chains verified."""
+    closed), and every run has a row; given `store_size`, `run_entries` holds one row per entry
+    (the chunks checked that each entry has its row). Precondition: both chains verified."""
     failures: list[Failure] = []
+    if store_size is not None:
+        (rows,) = conn.execute("SELECT count(*) FROM run_entries").fetchone()
+        if rows != store_size:
+            failures.append(Failure("runs", "inserted" if rows > store_size else "missing",
+                                    f"the run_entries table holds {rows:,} rows; the log has {store_size:,} entries"))
     seen = 0
     for trace_id, count, head, first_seq, last_seq, status, closed in conn.execute(
             "SELECT trace_id, count, CAST(head AS BLOB), first_seq, last_seq, status, closed FROM runs"):

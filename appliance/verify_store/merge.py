@@ -93,7 +93,7 @@ class _UpperTree:
 
 class LogMerger:
     """Merges chunk results in order. After the last one: the first failure of each kind
-    (`chain_failure`, `column_failure`, `clock_failure`, `tree_failure`), the run states (`runs`),
+    (`chain_failure`, `column_failure`, `run_index_failure`, `clock_failure`, `tree_failure`), the run states (`runs`),
     the root at each wanted size (`roots`), the received_at of each wanted seq (`received`), and
     `tree_end` when a missing row stops the tree."""
 
@@ -105,6 +105,7 @@ class LogMerger:
         self.chain_failure: Failure | None = None
         self.clock_failure: Failure | None = None
         self.column_failure: Failure | None = None
+        self.run_index_failure: Failure | None = None
         self.tree_end: int | None = None  # set when the tree cannot be rebuilt past this seq
         self.tree_failure: Failure | None = None
         self.roots: dict[int, bytes] = {0: EMPTY_ROOT}
@@ -180,6 +181,9 @@ class LogMerger:
         """The checks that do not stop linking: indexed columns, received_at order."""
         if result.column_problem is not None and self.column_failure is None:
             self.column_failure = Failure("entries", "mismatch", result.column_problem[1], seq=result.column_problem[0])
+        if result.run_index_problem is not None and self.run_index_failure is None:
+            self.run_index_failure = Failure("runs", "missing", result.run_index_problem[1],
+                                             seq=result.run_index_problem[0])
         if self.clock_failure is not None:
             return
         if (result.rows and result.first_received_at and self._last_received

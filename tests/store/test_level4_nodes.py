@@ -19,6 +19,8 @@ from appliance.store.tiles import TileCollector, TreeReader, tile_key
 from appliance.verify_store import Keys, verify_store
 from tests.export_helpers import Store, trace
 
+# The schema version just before the level-4 nodes (later migrations leave a store in their shape alone).
+BEFORE_LEVEL4 = [name for name, _ in MIGRATIONS].index("level-4 nodes of the full level-0 tiles")
 LEAVES = [leaf_hash(b"leaf %d" % i) for i in range(5000)]
 ENTRY_SQL = ("INSERT INTO entries (seq, trace_id, run_seq, step, status, final, ts, received_at, source, data, hash)"
              " VALUES (?, 't', ?, 'step', 'info', 0, 'ts', 'at', 'test', ?, x'00')")
@@ -71,7 +73,7 @@ def test_the_migration_backfills_a_store_that_predates_them_and_the_table_is_app
     assert len(written) == 1300 // 256 and written == expected_nodes(conn)
     # The store as the previous schema left it: no table, one version down.
     conn.execute("DROP TABLE level4_nodes")
-    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    conn.execute(f"PRAGMA user_version={BEFORE_LEVEL4}")
     assert migrate(conn) == len(MIGRATIONS)
     assert stored_nodes(conn) == written
     for statement in ("UPDATE level4_nodes SET hashes = hashes", "DELETE FROM level4_nodes"):
@@ -136,7 +138,7 @@ def test_verify_db_notes_a_store_from_before_them_and_fails_one_whose_table_was_
     conn = sqlite3.connect(exported.settings.db_path, isolation_level=None)
     conn.execute("DROP TABLE level4_nodes")
     if schema == "older":
-        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+        conn.execute(f"PRAGMA user_version={BEFORE_LEVEL4}")
     conn.close()
     report = verify_store(exported.settings.db_path, Keys(exported.signers.log.verifier(),
                                                           exported.signers.clock.verifier()), workers=1)

@@ -257,24 +257,29 @@ def truncate(path: Path, size: int, *, drop_checkpoints: bool) -> None:
 
 
 def _rebuild_derived(conn: sqlite3.Connection) -> None:
-    """Recompute tiles and the runs table from the entries, as the writer would have."""
+    """Recompute tiles, the runs table and run_entries from the entries, as the writer would have."""
     conn.execute("DELETE FROM tiles")
     conn.execute("DELETE FROM tile_roots")
     conn.execute("DELETE FROM level4_nodes")
     conn.execute("DELETE FROM runs")
+    conn.execute("DELETE FROM run_entries")
     collector, tree = TileCollector(), CompactRange()
+    first_seqs: dict[str, int] = {}
     conn.execute("BEGIN")
     for data, digest in conn.execute("SELECT data, hash FROM entries ORDER BY seq").fetchall():
         entry = decode_entry(data)
         tree.append(leaf_hash(data), collector.on_node)
         status = "failed" if entry.status == "failed" else ("succeeded" if entry.final else "running")
+        run = first_seqs.setdefault(entry.trace_id, entry.seq)
         conn.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trace_id) DO UPDATE SET "
+            "INSERT INTO runs (trace_id, count, head, first_seq, last_seq, started_at, updated_at, first_ts, last_ts, "
+            "source, status, closed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trace_id) DO UPDATE SET "
             "count = excluded.count, head = excluded.head, last_seq = excluded.last_seq, "
             "updated_at = excluded.updated_at, last_ts = excluded.last_ts, closed = excluded.closed, "
             "status = CASE WHEN runs.status = 'failed' THEN 'failed' ELSE excluded.status END",
             (entry.trace_id, entry.run_seq + 1, digest, entry.seq, entry.seq, entry.received_at, entry.received_at,
              entry.ts, entry.ts, entry.source, status, int(entry.final)))
+        conn.execute("INSERT INTO run_entries VALUES (?, ?, ?)", (run, entry.run_seq, entry.seq))
     collector.flush(conn)
     conn.execute("COMMIT")
 

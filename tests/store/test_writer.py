@@ -238,6 +238,18 @@ def runs_rebuilt_from_entries(conn) -> list[tuple]:
         FROM r JOIN entries f ON f.seq = first JOIN entries l ON l.seq = last ORDER BY r.trace_id""").fetchall()
 
 
+def run_entries(conn) -> list[tuple]:
+    return conn.execute("SELECT run, run_seq, seq FROM run_entries ORDER BY run, run_seq").fetchall()
+
+
+def run_entries_rebuilt_from_entries(conn) -> list[tuple]:
+    """`run_entries` as the entries say it should be: (the run's first seq, run_seq) -> seq."""
+    return conn.execute("""
+        WITH r AS (SELECT trace_id, min(seq) AS first FROM entries GROUP BY trace_id)
+        SELECT r.first, e.run_seq, e.seq FROM entries e JOIN r ON r.trace_id = e.trace_id
+        ORDER BY r.first, e.run_seq""").fetchall()
+
+
 def test_runs_rows_follow_new_extended_failed_and_closed_runs_across_groups_and_restarts(db):
     writer = open_writer(db)
     many = 1_200  # more runs in one group than one head query reads
@@ -252,8 +264,10 @@ def test_runs_rows_follow_new_extended_failed_and_closed_runs_across_groups_and_
         writer.append_sync(request(event(2, "late")))
     writer.stop()
     conn = connect(db, readonly=True)
-    rows = conn.execute("SELECT * FROM runs ORDER BY trace_id").fetchall()
+    rows = conn.execute("SELECT trace_id, count, head, first_seq, last_seq, started_at, updated_at, first_ts, "
+                        "last_ts, source, status, closed FROM runs ORDER BY trace_id").fetchall()
     assert rows == runs_rebuilt_from_entries(conn) and len(rows) == many + 1
+    assert run_entries(conn) == run_entries_rebuilt_from_entries(conn)
     status = dict(conn.execute("SELECT trace_id, status || '/' || closed FROM runs").fetchall())
     assert [status[trace(n)] for n in (0, 1, 2, 3, many)] == [
         "failed/1", "failed/1", "succeeded/1", "running/0", "running/0"]
