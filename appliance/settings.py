@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from appliance.core.errors import NoteFormatError, RunlogError
 from appliance.core.keys import check_key_name
 from appliance.core.receipt import HEADER as RECEIPT_HEADER
+from appliance.loops import LOOPS, uvloop_installed
 from appliance.store.tokens import MAX_TOKEN_CHARS, MIN_ADOPTED_TOKEN_CHARS
 
 MIB = 1024 * 1024
@@ -85,6 +86,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     http_parser: str = "auto"
+    loop: str = "auto"  # the event loop (appliance.loops): uvloop when installed, else asyncio
     # HTTP worker processes; 1 serves everything in one process (see appliance.workers.supervisor).
     workers: int = field(default_factory=lambda: auto_workers())
 
@@ -141,6 +143,7 @@ class Settings:
             header_timeout=_seconds(env, "RUNLOG_HEADER_TIMEOUT", 10.0),
             body_timeout=_seconds(env, "RUNLOG_BODY_TIMEOUT", 60.0),
             http_parser=_choice(env, "RUNLOG_HTTP_PARSER", HTTP_PARSERS),
+            loop=_loop(env),
             workers=auto_workers() if (_get(env, "RUNLOG_WORKERS") or "auto").strip() == "auto"
             else _integer(env, "RUNLOG_WORKERS", 1, 1, MAX_WORKERS),
         )
@@ -220,6 +223,13 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     if text not in choices:
         raise SettingsError(name, f"must be one of {', '.join(choices)}, got {text[:20]!r}")
     return text
+
+
+def _loop(env: Mapping[str, str]) -> str:
+    name = _choice(env, "RUNLOG_LOOP", LOOPS)
+    if name == "uvloop" and not uvloop_installed():
+        raise SettingsError("RUNLOG_LOOP", "uvloop is not installed (pip install uvloop), or use auto or asyncio")
+    return name
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:

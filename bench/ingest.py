@@ -121,8 +121,8 @@ class Served:
                 self.process.wait()
 
 
-def runlog_server(data_dir: Path, log_path: Path, workers: int | None = None) -> Served:
-    """`runlog serve` on a free port, not yet started; `workers` sets RUNLOG_WORKERS."""
+def runlog_server(data_dir: Path, log_path: Path, workers: int | None = None, loop: str | None = None) -> Served:
+    """`runlog serve` on a free port, not yet started; `workers` sets RUNLOG_WORKERS, `loop` RUNLOG_LOOP."""
     port = free_port()
     # Every other setting at its default; among them synchronous=FULL: acknowledged only when durable.
     env = {name: value for name, value in os.environ.items() if not name.startswith("RUNLOG_")}
@@ -130,6 +130,8 @@ def runlog_server(data_dir: Path, log_path: Path, workers: int | None = None) ->
                RUNLOG_ADMIN_TOKEN=ADMIN_TOKEN, PYTHONPATH=str(BENCH.parent))
     if workers is not None:
         env["RUNLOG_WORKERS"] = str(workers)
+    if loop is not None:
+        env["RUNLOG_LOOP"] = loop
     return Served([sys.executable, "-m", "appliance.cli", "serve"], env, port, log_path)
 
 
@@ -140,10 +142,11 @@ def default_workers() -> int:
     return Settings.from_env({}).workers
 
 
-def serve_bare(port: int, workers: int = 1) -> None:
+def serve_bare(port: int, workers: int = 1, loop: str = "auto") -> None:
     """The ceiling: a Litestar POST route that reads the body and answers 201 with a small JSON
-    object, under uvicorn configured as `runlog serve` configures it: with several workers, one
-    process per worker on its own SO_REUSEPORT socket, as appliance.workers.supervisor binds them."""
+    object, under uvicorn configured as `runlog serve` configures it: on the same event loop
+    (RUNLOG_LOOP's `loop`), with several workers one process per worker on its own SO_REUSEPORT
+    socket, as appliance.workers.supervisor binds them."""
     if workers > 1:
         from appliance.listen import bind_sockets
 
@@ -151,18 +154,19 @@ def serve_bare(port: int, workers: int = 1) -> None:
         for sock in bind_sockets("127.0.0.1", port, workers):
             pid = os.fork()
             if pid == 0:
-                _serve_bare_app(sock)
+                _serve_bare_app(sock, loop=loop)
                 os._exit(0)
             children.append(pid)
         signal.signal(signal.SIGTERM, lambda *_: [os.kill(child, signal.SIGTERM) for child in children])
         for child in children:
             os.waitpid(child, 0)
         return
-    _serve_bare_app(None, port)
+    _serve_bare_app(None, port, loop)
 
 
-def _serve_bare_app(sock: socket.socket | None, port: int = 0) -> None:
+def _serve_bare_app(sock: socket.socket | None, port: int = 0, loop: str = "auto") -> None:
     import uvicorn
+    from appliance.loops import resolved
     from litestar import Litestar, Request, get, post
 
     @post("/v1/events", status_code=201)
@@ -176,15 +180,15 @@ def _serve_bare_app(sock: socket.socket | None, port: int = 0) -> None:
 
     app = Litestar(route_handlers=[events, healthz], debug=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", loop=resolved(loop)))
     server.run(sockets=[sock] if sock is not None else None)
 
 
-def bare_server(log_path: Path, workers: int = 1) -> Served:
-    """The bare endpoint on a free port with `workers` processes, not yet started."""
+def bare_server(log_path: Path, workers: int = 1, loop: str = "auto") -> Served:
+    """The bare endpoint on a free port with `workers` processes on event loop `loop`, not yet started."""
     port = free_port()
     return Served([sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port),
-                   "--bare-workers", str(workers)], dict(os.environ), port, log_path)
+                   "--bare-workers", str(workers), "--loop", loop], dict(os.environ), port, log_path)
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -572,13 +576,17 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                                  else load.cpu_seconds * 1e6 / max(load.ok, 1)}
 
     workers = args.workers or default_workers()
-    results["workers"] = workers
-    print(f"  runlog serve with RUNLOG_WORKERS={workers}{'' if args.workers else ' (its default here)'}; "
-          f"the bare endpoint with the same number of worker processes" + (", and with one" if workers > 1 else ""))
-    servers = [("bare", bare_server(work / "bare.log", workers).spawn(), f"bare Litestar, {workers} process(es)")]
+    from appliance.loops import resolved
+
+    loop = resolved(args.loop)
+    results["workers"], results["loop"] = workers, loop
+    print(f"  runlog serve with RUNLOG_WORKERS={workers}{'' if args.workers else ' (its default here)'}, "
+          f"RUNLOG_LOOP={loop}; the bare endpoint on the same loop with the same number of worker processes"
+          + (", and with one" if workers > 1 else ""))
+    servers = [("bare", bare_server(work / "bare.log", workers, loop).spawn(), f"bare Litestar, {workers} process(es)")]
     if workers > 1:
-        servers.append(("bare1", bare_server(work / "bare1.log", 1).spawn(), "bare Litestar, 1 process"))
-    runlog = runlog_server(work / "data", work / "runlog.log", workers).spawn()
+        servers.append(("bare1", bare_server(work / "bare1.log", 1, loop).spawn(), "bare Litestar, 1 process"))
+    runlog = runlog_server(work / "data", work / "runlog.log", workers, loop).spawn()
     servers.append(("runlog", runlog, f"runlog, 1 event/req, {workers} w."))
     try:
         for _, server, _ in servers:
@@ -668,11 +676,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (store, logs)")
     parser.add_argument("--workers", type=int, help="RUNLOG_WORKERS for runlog serve (default: its own default)")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                        help="RUNLOG_LOOP for runlog serve and the bare endpoint (default auto: uvloop when installed)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--bare-workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
-        serve_bare(args.bare_server, args.bare_workers)
+        serve_bare(args.bare_server, args.bare_workers, args.loop)
         return 0
     work = Path(tempfile.mkdtemp(prefix="runlog-bench-ingest-"))
     try:

@@ -1,13 +1,14 @@
 """What the worker-to-primary link costs per append (RUNLOG_WORKERS > 1), in CPU on each side.
 
-    python bench/link.py [--calls 20000] [--in-flight 32] [--events 1]
+    python bench/link.py [--calls 20000] [--in-flight 32] [--events 1] [--loop auto|asyncio|uvloop]
 
 A real link over a Unix socket between two processes: this one (the worker's side) sends
 `--calls` append requests of `--events` prepared events each (bench/ingest.py's event shape),
 `--in-flight` at a time; the other (the primary's side) decodes each into `WireEvent`s and answers
 with a result of the same size a writer's would have, without a writer. Prints CPU per call on
 each side and calls per second. The difference to one process is this cost plus the operating
-system's wake-ups; what the writer itself costs is measured by bench/writer.py.
+system's wake-ups; what the writer itself costs is measured by bench/writer.py. Both sides run on
+the event loop `--loop` names (RUNLOG_LOOP's choices; default auto: uvloop when installed).
 """
 
 import argparse
@@ -27,10 +28,12 @@ from ingest import make_events  # noqa: E402
 from appliance.core.sequencer import Event  # noqa: E402
 from appliance.store.writer import AppendRequest, AppendResult  # noqa: E402
 from appliance.workers import wire  # noqa: E402
-from appliance.workers.link import Peer, abstract_address  # noqa: E402
+from appliance.loops import LOOPS, resolved  # noqa: E402
+from appliance.loops import run as run_on  # noqa: E402
+from appliance.workers.link import Peer, abstract_address, connect  # noqa: E402
 
 
-def _primary(name: str, ready: int) -> None:
+def _primary(name: str, ready: int, loop: str) -> None:
     async def main() -> None:
         def append(body: bytes) -> list:
             request = wire.request_from(body)
@@ -43,7 +46,7 @@ def _primary(name: str, ready: int) -> None:
         os.write(ready, b"1")
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    run_on(main(), loop)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -56,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--events", type=int, default=1, help="events per append (1,000 for a batch)")
+    parser.add_argument("--loop", choices=LOOPS, default="auto")
     args = parser.parse_args(argv)
     name = f"runlog-bench-link-{os.getpid()}"
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _primary(name, write_end)
+        _primary(name, write_end, args.loop)
         os._exit(0)
     os.read(read_end, 1)
     events = [Event(trace_id=e["trace_id"], step=e["step"], status=e["status"], ts="2026-11-28T10:00:00Z", source="bench",
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     request = AppendRequest(events[: args.events], "bench")
 
     async def client() -> tuple[float, float]:
-        _, peer = await asyncio.get_running_loop().create_unix_connection(lambda: Peer({}), abstract_address(name))
+        _, peer = await connect(lambda: Peer({}), abstract_address(name))
         gate = asyncio.Semaphore(args.in_flight)
 
         async def one() -> None:
@@ -82,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         primary_before = _cpu_seconds(pid)
-        worker_cpu, wall = asyncio.run(client())
+        worker_cpu, wall = run_on(client(), args.loop)
         primary_cpu = _cpu_seconds(pid) - primary_before
     finally:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
-    print(f"link, {args.calls:,} appends of {args.events} event(s), {args.in_flight} in flight; load "
+    print(f"link, {args.calls:,} appends of {args.events} event(s), {args.in_flight} in flight, "
+          f"{resolved(args.loop)} loop; load "
           + "/".join(f"{x:.1f}" for x in os.getloadavg()))
     print(f"  worker side  {worker_cpu * 1e6 / args.calls:8.1f} us CPU per append (includes this bench's own "
           f"asyncio gather/semaphore, ~5 us)")

@@ -2,6 +2,7 @@
 ASGI with no HTTP server, so what is left is Litestar, our handlers, middleware and the writer.
 
 Run: .venv/bin/python bench/request_cpu.py [--requests 3000] [--rounds 5] [--clients 32] [--profile N]
+     [--loop auto|asyncio|uvloop]
 
 - runlog: `create_app` over a real appliance in a temporary directory (init, an append-scope
   token, request lines written as JSON as `runlog serve` writes them to stderr, here to /dev/null).
@@ -13,7 +14,8 @@ Run: .venv/bin/python bench/request_cpu.py [--requests 3000] [--rounds 5] [--cli
 with the headers wrk sends (Host, Content-Length, Content-Type, Authorization) and bench/ingest.py's
 event bodies. Figures per request, median (and min) of `--rounds` rounds after a warm-up round:
 event-loop thread CPU (`time.thread_time`), the writer thread's CPU, and process CPU.
-`--profile N` prints cProfile's top N functions (by own time) of the event-loop thread for one
+Both run on the event loop `--loop` names (RUNLOG_LOOP's choices; default auto: uvloop when
+installed). `--profile N` prints cProfile's top N functions (by own time) of the event-loop thread for one
 more runlog round.
 """
 
@@ -43,6 +45,8 @@ from ingest import make_events  # noqa: E402  (the same bodies as the HTTP bench
 
 from appliance import logs  # noqa: E402
 from appliance.core.timefmt import format_utc  # noqa: E402
+from appliance.loops import LOOPS, resolved  # noqa: E402
+from appliance.loops import run as run_on  # noqa: E402
 from appliance.service import init_appliance  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 from appliance.store.db import connect  # noqa: E402
@@ -193,6 +197,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N of a profiled round")
     parser.add_argument("--only", choices=("runlog", "bare"))
+    parser.add_argument("--loop", choices=LOOPS, default="auto")
     args = parser.parse_args()
 
     rounds = args.rounds + 1 + (1 if args.profile else 0)  # warm-up first, profiled round last
@@ -201,7 +206,7 @@ def main() -> int:
     encoded = [json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() for e in events[:total]]
     bodies = [encoded[r * args.requests:(r + 1) * args.requests] for r in range(rounds)]
     print(f"{args.requests:,} single-event POST /v1/events per round, {args.clients} concurrent callers, "
-          f"{args.rounds} rounds after a warm-up; µs of CPU per request, median (min); load average "
+          f"{args.rounds} rounds after a warm-up, {resolved(args.loop)} loop; µs of CPU per request, median (min); load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     with tempfile.TemporaryDirectory() as folder, open(os.devnull, "w") as log_file:
@@ -214,9 +219,10 @@ def main() -> int:
         if args.only != "bare":
             app = create_app(settings)
             logs.configure_logging(stream=log_file)
-            results["runlog"] = asyncio.run(measure(app, bodies, token, args.clients, {201}, profile))
+            results["runlog"] = run_on(measure(app, bodies, token, args.clients, {201}, profile), args.loop)
         if args.only != "runlog":
-            results["bare"] = asyncio.run(measure(bare_app(), bodies[:args.rounds + 1], token, args.clients, {201}))
+            results["bare"] = run_on(measure(bare_app(), bodies[:args.rounds + 1], token, args.clients, {201}),
+                                     args.loop)
         for name, figures in results.items():
             print(summary(name, figures))
         if "runlog" in results and "bare" in results:

@@ -23,6 +23,7 @@ from typing import Any
 from litestar.exceptions import ClientException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from appliance.loops import resolved as resolved_loop
 from appliance.settings import Settings
 
 try:
@@ -134,8 +135,9 @@ def protocol_class(parser: str, *, max_head_bytes: int, head_timeout: float) -> 
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """`uvicorn.Config` options for the limits and for finding the client's address."""
+    """`uvicorn.Config` options for the limits, the event loop and finding the client's address."""
     return {
+        "loop": resolved_loop(settings.loop),
         "http": protocol_class(settings.http_parser, max_head_bytes=settings.max_header_bytes,
                                head_timeout=settings.header_timeout),
         # h11 keeps its own bound, above ours, so ours answers first and both parsers act alike.

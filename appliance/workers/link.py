@@ -46,6 +46,21 @@ def abstract_address(name: str) -> str:
     return "\0" + name
 
 
+async def connect(factory: Callable[[], "Peer"], address: str) -> tuple[asyncio.Transport, "Peer"]:
+    """Open a link to `address` (a path or an abstract address) on the running loop. The socket is
+    connected here and handed over: uvloop's create_unix_connection refuses an abstract address
+    (EINVAL), though it serves one and takes a connected socket."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, address)
+        return await loop.create_unix_connection(factory, sock=sock)  # type: ignore[return-value]
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _peer_uid(transport: asyncio.BaseTransport) -> int | None:
     sock = transport.get_extra_info("socket")
     try:

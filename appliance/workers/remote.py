@@ -20,7 +20,7 @@ from appliance.store.writer import AppendRequest, AppendResult
 from appliance.web.instruments import LATENCY_BUCKETS, Histogram, Instruments
 from appliance.web.rate_limit import FailureLimiter
 from appliance.workers import wire
-from appliance.workers.link import LinkLost, Peer
+from appliance.workers.link import LinkLost, Peer, connect
 
 STATUS_INTERVAL = 0.25  # seconds between the primary's status pushes
 STALE_AFTER = 3.0  # a mirror older than this says the writer is not running
@@ -43,7 +43,7 @@ class PrimaryLink:
     async def connect(self, path: str, index: int) -> None:
         self.loop = asyncio.get_running_loop()
         handlers = {"status": self._on_status, "blocked": self._on_blocked, "requests": self._requests}
-        _, self.peer = await self.loop.create_unix_connection(lambda: Peer(handlers, self._on_lost), path)
+        _, self.peer = await connect(lambda: Peer(handlers, self._on_lost), path)
         self.peer.name = f"worker {index}"
         self.peer.notify("hello", index)
 

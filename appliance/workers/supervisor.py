@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from appliance import loops
 from appliance.listen import ServeError
 from appliance.service import Appliance
 from appliance.settings import Settings
@@ -136,6 +137,6 @@ def serve_with_workers(settings: Settings, appliance: Appliance, sockets: list[s
     """Run the primary, one worker per socket, until SIGTERM or SIGINT; closes `appliance` (drain,
     final checkpoint, anchors)."""
     try:
-        asyncio.run(Supervisor(settings, appliance, sockets, graceful).run())
+        loops.run(Supervisor(settings, appliance, sockets, graceful).run(), settings.loop)  # RUNLOG_LOOP, as the workers
     finally:
         appliance.close()

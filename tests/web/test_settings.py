@@ -79,6 +79,7 @@ def test_empty_value_means_unset():
     ("RUNLOG_ADMIN_TOKEN", "x" * 23), ("RUNLOG_ADMIN_TOKEN", "rl_comma,is_not_a_bearer_token_char"),
     ("RUNLOG_SLACK_BOT_TOKEN", "xoxb\n"), ("RUNLOG_SLACK_API_URL", "slack.com/api"),
     ("RUNLOG_WORKERS", "0"), ("RUNLOG_WORKERS", "65"), ("RUNLOG_WORKERS", "two"), ("RUNLOG_WORKERS", "-2"),
+    ("RUNLOG_LOOP", "trio"), ("RUNLOG_LOOP", "uv loop"),
 ])
 def test_invalid_values_name_the_variable(name, value):
     error = refused({name: value})
@@ -136,3 +137,13 @@ def test_workers_default_to_one_per_available_core_and_can_be_set(monkeypatch):
     assert Settings.from_env({"RUNLOG_WORKERS": "12"}).workers == 12
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
     assert Settings.from_env({}).workers == 8  # auto stops at 8: the one writer is the limit beyond that
+
+
+def test_loop_defaults_to_auto_and_can_be_set(monkeypatch):
+    assert Settings.from_env({}).loop == "auto" == Settings().loop
+    assert Settings.from_env({"RUNLOG_LOOP": "asyncio"}).loop == "asyncio"
+    assert Settings.from_env({"RUNLOG_LOOP": " UVLOOP "}).loop == "uvloop"
+    monkeypatch.setattr("appliance.settings.uvloop_installed", lambda: False)
+    assert Settings.from_env({"RUNLOG_LOOP": "auto"}).loop == "auto"  # falls back to asyncio when serving
+    error = refused({"RUNLOG_LOOP": "uvloop"})
+    assert error.variable == "RUNLOG_LOOP" and "uvloop is not installed" in str(error)

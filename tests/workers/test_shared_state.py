@@ -1,20 +1,23 @@
 """What the HTTP workers share through the primary, tested with two workers' links to one primary
 over real Unix sockets and a real appliance: appends, the failed-authentication limiter, Slack's
-replay memory, request metrics summed over workers, and the status mirror that /healthz reads."""
+replay memory, request metrics summed over workers, and the status mirror that /healthz reads;
+on both event loops RUNLOG_LOOP offers, over an abstract address as `runlog serve` uses."""
 
 import asyncio
+import os
 import threading
 from dataclasses import replace
 
 import pytest
 
+from appliance import loops
 from appliance.core.sequencer import Event, RunClosedError
 from appliance.service import init_appliance, open_appliance
 from appliance.settings import Settings
 from appliance.slack.signing import SlackSignatureError
 from appliance.store.writer import AppendRequest
 from appliance.web.rate_limit import FailureLimiter
-from appliance.workers.link import LinkLost
+from appliance.workers.link import LinkLost, abstract_address
 from appliance.workers.primary import PrimaryService
 from appliance.workers.remote import (PrimaryLink, RemoteCheckpointer, RemoteWriter, SharedFailureLimiter,
                                       SharedInstruments, SharedReplayGuard)
@@ -23,15 +26,15 @@ from appliance.workers.remote import (PrimaryLink, RemoteCheckpointer, RemoteWri
 class Cluster:
     """A primary service and two worker links, on an event loop in a thread of its own."""
 
-    def __init__(self, tmp_path, burst: int = 3) -> None:
+    def __init__(self, tmp_path, burst: int = 3, loop: str = "asyncio") -> None:
         self.settings = replace(Settings(), data_dir=tmp_path / "data", keys_dir=tmp_path / "data" / "keys")
         init_appliance(self.settings)
         self.appliance = open_appliance(self.settings)
-        self.loop = asyncio.new_event_loop()
+        self.loop = loops.loop_factory(loop)()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.service = PrimaryService(self.appliance, FailureLimiter(burst, 3600.0))
-        self.path = str(tmp_path / "link.sock")
+        self.path = abstract_address(f"runlog-test-{os.getpid()}-{id(self)}")
         self.server = self.run(self.loop.create_unix_server(self.service.peer, self.path))
         self.status_task = self.loop.call_soon_threadsafe(lambda: setattr(
             self, "_broadcast", self.loop.create_task(self.service.broadcast_status())))
@@ -69,9 +72,9 @@ class Cluster:
             peer.close()
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = Cluster(tmp_path)
+@pytest.fixture(params=["asyncio", "uvloop"])
+def cluster(tmp_path, request):
+    cluster = Cluster(tmp_path, loop=request.param)
     yield cluster
     cluster.close()
 
