@@ -100,3 +100,11 @@ def test_link_reports_cpu_per_append_on_both_sides():
     done = run_script("link.py", "--calls", "200", "--events", "3")
     assert done.returncode == 0, done.stderr
     assert "worker side" in done.stdout and "primary side" in done.stdout and "appends/s" in done.stdout
+
+
+def test_writer_reports_parse_and_writer_cpu_per_event():
+    done = run_script("writer.py", "--passes", "1", "--new-requests", "2", "--prefill", "2000", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    for case in ("parse, bench batches", "writer, known runs", "writer, new runs"):
+        assert case in done.stdout, done.stdout
+    assert "µs CPU/event" in done.stdout and "events/s" in done.stdout

@@ -79,7 +79,7 @@ class CompactRange:
                     current = node_hash(peaks.pop(), current)
                     index >>= 1
             else:
-                node = NodeID(0, size)
+                node = NodeID._unchecked(0, size)  # size is a count this range kept: no re-check
                 on_node(node, current)
                 while node.index & 1:
                     current = node_hash(peaks.pop(), current)

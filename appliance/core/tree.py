@@ -40,6 +40,16 @@ class NodeID:
         require_count(self.level, "level")
         require_count(self.index, "index")
 
+    @classmethod
+    def _unchecked(cls, level: int, index: int) -> "NodeID":
+        """The node (level, index) without `__post_init__`'s checks: only for values computed from
+        valid ones (a parent, a sibling, a compact range's next leaf). ~0.4 µs instead of ~1.4: the
+        writer's tile visitor gets two per entry."""
+        node = object.__new__(cls)
+        fields = node.__dict__
+        fields["level"], fields["index"] = level, index
+        return node
+
     @property
     def begin(self) -> int:
         return self.index << self.level
@@ -49,10 +59,10 @@ class NodeID:
         return (self.index + 1) << self.level
 
     def parent(self) -> "NodeID":
-        return NodeID(self.level + 1, self.index >> 1)
+        return NodeID._unchecked(self.level + 1, self.index >> 1)
 
     def sibling(self) -> "NodeID":
-        return NodeID(self.level, self.index ^ 1)
+        return NodeID._unchecked(self.level, self.index ^ 1)
 
 
 def largest_power_of_two_below(n: int) -> int:

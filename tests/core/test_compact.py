@@ -127,3 +127,14 @@ def test_extend_refuses_a_bad_leaf_hash_after_the_good_ones_before_it():
     with pytest.raises(InvalidInput):
         compact.extend([LEAF_HASHES[0], bytearray(LEAF_HASHES[1]), b"\x00" * 31])
     assert compact.size == 2 and compact.root() == ref.mth(ENTRIES[:2])
+
+
+@given(st.integers(0, 63), st.integers(0, 2**63 - 1))
+def test_unchecked_node_ids_equal_checked_ones(level, index):
+    """The fast constructor (compact ranges, parent, sibling) makes what the checked one makes."""
+    checked, fast = NodeID(level, index), NodeID._unchecked(level, index)
+    assert fast == checked and hash(fast) == hash(checked) and repr(fast) == repr(checked)
+    assert (fast.begin, fast.end) == (checked.begin, checked.end)
+    assert not fast < checked and not checked < fast
+    assert checked.parent() == NodeID(level + 1, index >> 1) and checked.sibling() == NodeID(level, index ^ 1)
+    assert type(checked.parent()) is NodeID and type(fast) is NodeID
