@@ -119,7 +119,7 @@ class EventsController(Controller):
 
     @post("/", status_code=201, summary="Append events (one JSON object, a JSON array, or NDJSON)")
     async def append_events(self, request: Request[Any, Any, Any]) -> Response[ReceiptOut]:
-        appliance: Appliance = request.app.state.appliance
+        appliance: Appliance = request.app.state["appliance"]  # as an item: no AttributeError built first
         raw_headers = request.scope["headers"]
         content_type, content_length = content_headers(raw_headers)
         body = await read_body(request, content_length)
