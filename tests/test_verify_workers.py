@@ -1,0 +1,139 @@
+"""The offline verifier's worker processes (appliance.verify): a bundle whose entries are checked in
+slices by forked workers gets the same verdict, and for every tamper the same first error, as one
+process checking them in order."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance import verify
+from appliance.core.bundle_verify import verify_bundle
+from appliance.core.keys import NoteVerifier
+from tests.export_helpers import Store, dump, trace
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = trace(5)
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[dict, str]:
+    """The run's bundle and the log key; the store (and its writer thread: forking is for a process
+    without other threads) closed before the tests run."""
+    s = Store(tmp_path_factory.mktemp("workers"))
+    try:
+        s.run(RUN, STEPS, closed=True, batch=7, noise=2)
+        s.checkpoint()
+        return s.bundle(RUN), s.log_key
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def key(exported) -> NoteVerifier:
+    return NoteVerifier.from_text(exported[1])
+
+
+@pytest.fixture(autouse=True)
+def small_slices(monkeypatch):
+    monkeypatch.setattr(verify, "ENTRIES_PER_WORKER", 1)
+
+
+def _outcome(data: bytes, key: NoteVerifier, workers: int) -> object:
+    """The report, or the error's class and message."""
+    pool = verify._Workers(workers)
+    try:
+        if workers > 1 and not pool._workers:
+            pytest.skip("this platform (or a threaded test run) does not fork workers")
+        return verify_bundle(data, key=key, split=pool.split).to_json()
+    except Exception as error:  # noqa: BLE001 - the class and message are what is compared
+        return type(error).__name__, str(error)
+    finally:
+        pool.close()
+
+
+def _flip_hash_line(proof: str, line: int) -> str:
+    lines = proof.split("\n")
+    raw = bytearray(base64.b64decode(lines[line]))
+    raw[5] ^= 1
+    lines[line] = base64.b64encode(bytes(raw)).decode()
+    return "\n".join(lines)
+
+
+def _forgeries(bundle: dict) -> dict[str, dict]:
+    """Tampers named after the attack, at the start, the middle and the end of the run, alone and
+    two at once (the earlier one must be the one reported)."""
+    forged: dict[str, dict] = {"untouched": bundle}
+
+    def make(name: str, change) -> None:
+        copied = copy.deepcopy(bundle)
+        change(copied["entries"])
+        forged[name] = copied
+
+    for k in (0, 13, 20, 39):
+        make(f"entry-byte-flipped-{k}", lambda e, k=k: e[k].update(entry=e[k]["entry"].replace("step ", "stap ", 1)))
+        make(f"entry-not-canonical-{k}", lambda e, k=k: e[k].update(entry=e[k]["entry"].replace(":", ": ", 1)))
+        make(f"proof-lowest-hash-changed-{k}", lambda e, k=k: e[k].update(proof=_flip_hash_line(e[k]["proof"], 2)))
+        make(f"proof-upper-hash-changed-{k}", lambda e, k=k: e[k].update(proof=_flip_hash_line(e[k]["proof"], 5)))
+        make(f"proof-member-missing-{k}", lambda e, k=k: e[k].pop("proof"))
+        make(f"entry-not-a-string-{k}", lambda e, k=k: e[k].update(entry=7))
+        make(f"entry-removed-{k}", lambda e, k=k: e.pop(k))
+        make(f"entry-duplicated-{k}", lambda e, k=k: e.insert(k, e[k]))
+        if k < 39:
+            make(f"entries-swapped-{k}", lambda e, k=k: e.__setitem__(slice(k, k + 2), [e[k + 1], e[k]]))
+    make("removed-5-and-flipped-30", lambda e: (e[30].update(entry=e[30]["entry"].replace("step ", "stap ", 1)),
+                                                e.pop(5)))
+    make("flipped-30-and-proof-missing-31", lambda e: (e[30].update(entry=e[30]["entry"].replace("step", "stap", 1)),
+                                                       e[31].pop("proof")))
+    make("proof-missing-10-and-removed-25", lambda e: (e.pop(25), e[10].pop("proof")))
+    return forged
+
+
+def test_workers_give_the_same_verdict_and_first_error_as_one_process(exported, key):
+    for name, bundle in _forgeries(exported[0]).items():
+        data = dump(bundle)
+        alone = _outcome(data, key, 1)
+        assert _outcome(data, key, 3) == alone, name
+        if name == "untouched":
+            assert alone["entries"] == STEPS
+        else:
+            assert isinstance(alone, tuple), name
+
+
+def test_a_worker_that_dies_leaves_its_slice_to_this_process(exported, key, monkeypatch):
+    monkeypatch.setattr(verify, "_serve", lambda connection: os._exit(3))  # the forked worker runs this
+    forged = _forgeries(exported[0])
+    for name in ("untouched", "entry-byte-flipped-39", "entries-swapped-20"):
+        assert _outcome(dump(forged[name]), key, 3) == _outcome(dump(forged[name]), key, 1), name
+
+
+def test_the_cli_with_workers_prints_what_one_process_prints(exported, tmp_path):
+    forged = _forgeries(exported[0])
+    script = ("import sys; from appliance import verify; verify.ENTRIES_PER_WORKER = 1; "
+              "sys.exit(verify.main(sys.argv[1:]))")
+    for name in ("untouched", "entry-duplicated-20", "proof-upper-hash-changed-39"):
+        path = tmp_path / f"{name}.json"
+        path.write_bytes(dump(forged[name]))
+        done = [subprocess.run([sys.executable, "-c", script, str(path), "--key", exported[1], "--workers", workers],
+                               capture_output=True, text=True, cwd=ROOT, timeout=60) for workers in ("1", "2")]
+        assert (done[0].returncode, done[0].stdout) == (done[1].returncode, done[1].stdout), name
+        assert done[0].returncode == (0 if name == "untouched" else 1) and "Traceback" not in done[1].stderr
+
+
+def test_workers_option_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        verify.main(["bundle.json", "--key", "k", "--workers", "0"])
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_worker_count_follows_the_file_size():
+    assert verify._worker_count(None, 10) == 1
+    assert verify._worker_count(3, 10) == 3
+    assert 1 <= verify._worker_count(None, 1 << 40) <= verify.MAX_WORKERS
