@@ -13,8 +13,9 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from functools import partial
 from itertools import count
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -33,7 +34,16 @@ _ERRORS: dict[str, type[RunlogError]] = {cls.__name__: cls for cls in (
     RunlogError, InvalidInput, EntryError, TraceContextError, RunClosedError, IdempotencyConflict, StoreError,
     StoreUnavailable)}
 
-Handler = Callable[[Any], Any]  # returns the reply body, or an awaitable of it
+Handler = Callable[[Any], Any]  # returns the reply body, an awaitable of it, or a `Later`
+
+
+class Later(NamedTuple):
+    """A handler's reply that is not ready yet: `convert(future.result())` once `future` (of the
+    link's event loop) is done, or its error. No task and no second future: the primary answers
+    each append straight from the writer's future."""
+
+    future: "asyncio.Future[Any]"
+    convert: Callable[[Any], Any]
 
 
 class LinkLost(StoreUnavailable):
@@ -204,19 +214,27 @@ class Peer(asyncio.Protocol):
         except Exception as error:  # noqa: BLE001 - the asker gets the error instead of a hang
             self._failed(kind, ident, op, error)
             return
-        if isinstance(result, Awaitable):
+        if type(result) is Later:
+            result.future.add_done_callback(partial(self._finished, kind, ident, op, result.convert))
+        elif isinstance(result, Awaitable):
             task = asyncio.ensure_future(result)
-            task.add_done_callback(lambda done: self._finished(kind, ident, op, done))
+            task.add_done_callback(partial(self._finished, kind, ident, op, None))
         elif kind == REQUEST:
             self._answer(ident, REPLY, result)
 
-    def _finished(self, kind: int, ident: int, op: str, done: "asyncio.Future[Any]") -> None:
+    def _finished(self, kind: int, ident: int, op: str, convert: Callable[[Any], Any] | None,
+                  done: "asyncio.Future[Any]") -> None:
         if done.cancelled():
             self._failed(kind, ident, op, LinkLost("the request was cancelled"))
         elif done.exception() is not None:
             self._failed(kind, ident, op, done.exception())  # type: ignore[arg-type]
         elif kind == REQUEST:
-            self._answer(ident, REPLY, done.result())
+            try:
+                body = done.result() if convert is None else convert(done.result())
+            except Exception as error:  # noqa: BLE001 - the asker gets the error instead of a hang
+                self._failed(kind, ident, op, error)
+                return
+            self._answer(ident, REPLY, body)
 
     def _failed(self, kind: int, ident: int, op: str, error: BaseException) -> None:
         if not isinstance(error, RunlogError):

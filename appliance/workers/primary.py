@@ -15,7 +15,7 @@ from appliance.store.errors import StoreUnavailable
 from appliance.web.instruments import COMMIT_BUCKETS, LATENCY_BUCKETS, Histogram
 from appliance.web.rate_limit import FailureLimiter
 from appliance.workers import wire
-from appliance.workers.link import Peer
+from appliance.workers.link import Later, Peer
 from appliance.workers.remote import STATUS_INTERVAL
 
 log = logging.getLogger("runlog.primary")
@@ -43,20 +43,8 @@ class PrimaryService:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def _append(self, body: bytes) -> "asyncio.Future[list[Any]]":
-        committed = self.appliance.writer.enqueue(wire.request_from(body))
-        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-
-        def settle(done: "asyncio.Future[Any]") -> None:
-            if done.cancelled():
-                answer.cancel()
-            elif done.exception() is not None:
-                answer.set_exception(done.exception())  # type: ignore[arg-type]
-            else:
-                answer.set_result(wire.result_body(done.result()))
-
-        committed.add_done_callback(settle)
-        return answer
+    def _append(self, body: bytes) -> Later:
+        return Later(self.appliance.writer.enqueue(wire.request_from(body)), wire.result_body)
 
     async def _cut(self, body: Any) -> list[Any]:
         checkpointer = self.appliance.checkpointer

@@ -16,7 +16,7 @@ from appliance.core.sequencer import Event, RunClosedError
 from appliance.store.errors import IdempotencyConflict, StoreUnavailable
 from appliance.store.writer import AppendRequest, Writer
 from appliance.workers import wire
-from appliance.workers.link import MAX_FRAME_BYTES, LinkLost, Peer, abstract_address
+from appliance.workers.link import MAX_FRAME_BYTES, Later, LinkLost, Peer, abstract_address
 
 
 async def _pair(tmp_path, handlers, client_handlers=None):
@@ -75,6 +75,36 @@ def test_calls_replies_and_errors_cross_as_the_same_types(tmp_path):
             await client.call("bug", None)
         with pytest.raises(RuntimeError, match="unknown operation 'nope'"):
             await client.call("nope", None)
+        client.close()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_a_later_reply_is_converted_when_its_future_is_done_and_fails_as_its_future_fails(tmp_path):
+    async def main():
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future] = {}
+
+        def later(body):
+            futures[body] = loop.create_future()
+            return Later(futures[body], lambda value: {"converted": value} if value != "bad" else 1 / 0)
+
+        server, _, client = await _pair(tmp_path, {"later": later})
+        calls = {name: client.call("later", name) for name in ("ok", "conflict", "cancelled", "convert fails")}
+        while len(futures) < len(calls):
+            await asyncio.sleep(0.01)
+        futures["ok"].set_result(7)
+        futures["conflict"].set_exception(IdempotencyConflict("key 'k' was used with other content"))
+        futures["cancelled"].cancel()
+        futures["convert fails"].set_result("bad")
+        assert await calls["ok"] == {"converted": 7}
+        with pytest.raises(IdempotencyConflict, match="used with other content"):
+            await calls["conflict"]
+        with pytest.raises(RuntimeError, match="the request was cancelled"):
+            await calls["cancelled"]
+        with pytest.raises(RuntimeError, match="division by zero"):
+            await calls["convert fails"]
         client.close()
         server.close()
 
