@@ -13,7 +13,7 @@ from appliance.web import ingest
 from appliance.web.ingest import parse_events, utc_text
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LAST = int((datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc) - EPOCH) / timedelta(microseconds=1))
+LAST = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
