@@ -13,6 +13,7 @@ from appliance.service import Appliance, init_appliance, open_appliance
 from appliance.settings import Settings
 from appliance.web.client_limits import BodyDeadline
 from appliance.web.errors import EXCEPTION_HANDLERS
+from appliance.web.fast_ingest import FastIngest
 from appliance.web.instruments import Instruments
 from appliance.web.openapi import complete_openapi
 from appliance.web.rate_limit import FailureLimiter
@@ -72,5 +73,6 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None,
                                                                                 settings.auth_failure_refill)
     complete_openapi(app)
     app.state.instruments = instruments
-    app.asgi_handler = RequestLog(app.asgi_handler, instruments)  # around the router: 404s are logged too
+    # Around the router: 404s are logged too; the ingest fast path in front of Litestar's routing.
+    app.asgi_handler = RequestLog(FastIngest(app.asgi_handler, app.state, settings.body_timeout), instruments)
     return app

@@ -114,6 +114,21 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], scope: str) -> Tok
     return holder
 
 
+def admitted(authenticator: Authenticator | None, limiter: FailureLimiter | None, scope: Any,
+             required: str) -> TokenInfo | None:
+    """The holder `authorize` would admit for `required`, or None for anything it would refuse
+    (a blocked address, no or several or malformed credentials, an unknown or revoked token, a
+    missing scope). Counts nothing and raises nothing: a caller leaves refusals to `authorize`."""
+    if authenticator is None or (limiter is not None and limiter.retry_after(client_key(scope)) is not None):
+        return None
+    authorization = _authorization(scope["headers"])
+    if len(authorization) != 1 or len(authorization[0]) > MAX_TOKEN_CHARS:
+        return None
+    match = _BEARER.fullmatch(authorization[0])
+    holder = authenticator.authenticate(match[1]) if match is not None else None
+    return holder if holder is not None and has_scope(holder, required) else None
+
+
 def require_scope(scope: str) -> Guard:
     """A guard admitting only bearers of a token with `scope` (or "admin"): `authorize`."""
     _check_scope_name(scope)

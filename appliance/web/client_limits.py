@@ -161,6 +161,8 @@ class BodyDeadline:
     receive (a task per call) ~20 us.
     """
 
+    START_KEY = "runlog.started"  # the request's start on the event loop's clock, set once
+
     def __init__(self, app: Any, seconds: float) -> None:
         self.app, self.seconds = app, seconds
         self._tick = min(1.0, seconds / 10)
@@ -171,8 +173,18 @@ class BodyDeadline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.app(scope, self.receiver(scope, receive), send)
+
+    def mark_start(self, scope: Any) -> None:
+        """Count the deadline from now for this request, whichever `BodyDeadline` reads its body
+        (appliance.web.fast_ingest reads the first message before the route does)."""
+        scope.setdefault(self.START_KEY, asyncio.get_running_loop().time())
+
+    def receiver(self, scope: Any, receive: Any) -> Any:
+        """`receive` under the deadline: `seconds` from the request's start (`mark_start`, else now)."""
         loop = asyncio.get_running_loop()
-        deadline, complete = loop.time() + self.seconds, False
+        started = scope.get(self.START_KEY)
+        deadline, complete = (loop.time() if started is None else started) + self.seconds, False
 
         async def receive_in_time() -> Any:
             nonlocal complete
@@ -198,7 +210,7 @@ class BodyDeadline:
             complete = message.get("type") != "http.request" or not message.get("more_body", False)
             return message
 
-        await self.app(scope, receive_in_time, send)
+        return receive_in_time
 
     def _sweep(self, loop: asyncio.AbstractEventLoop, waiting: dict[asyncio.Task[Any], float]) -> None:
         now = loop.time()
