@@ -116,7 +116,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(conn, signers, out: Path, steps: int) -> dict:
+def _children_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+
+
+def measure(conn, signers, out: Path, steps: int, workers: int | None = None, pycache: Path | None = None) -> dict:
     """One export to `out`, then its verification in process and by `python -m appliance.verify`:
     wall-clock seconds, and CPU seconds (what a loaded machine inflates least)."""
     load = round(os.getloadavg()[0], 2)
@@ -131,14 +135,21 @@ def measure(conn, signers, out: Path, steps: int) -> dict:
     verify_seconds, verify_cpu = time.perf_counter() - started, time.process_time() - cpu
     assert report.count == steps and report.closed
 
-    started, cpu = time.perf_counter(), _children_cpu()
-    done = subprocess.run([sys.executable, "-m", "appliance.verify", str(out), "--key", signers.log.verifier().to_text()],
-                          capture_output=True, text=True, cwd=ROOT)
+    started, cpu, faults = time.perf_counter(), _children_cpu(), _children_faults()
+    command = [sys.executable, "-m", "appliance.verify", str(out), "--key", signers.log.verifier().to_text()]
+    env = dict(os.environ)
+    if pycache is not None:  # as an installed verifier runs: its modules' bytecode cached, not compiled each run
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    done = subprocess.run(command + ([] if workers is None else ["--workers", str(workers)]),
+                          capture_output=True, text=True, cwd=ROOT, env=env)
     cli_seconds, cli_cpu = time.perf_counter() - started, _children_cpu() - cpu
+    cli_faults = _children_faults() - faults
     assert done.returncode == 0, done.stdout + done.stderr
     return {"load_average": load, "export_seconds": round(export_seconds, 3), "export_cpu": round(export_cpu, 3),
             "verify_seconds": round(verify_seconds, 3), "verify_cpu": round(verify_cpu, 3),
             "verify_cli_seconds": round(cli_seconds, 3), "verify_cli_cpu": round(cli_cpu, 3),
+            "verify_cli_minor_faults": cli_faults,
             "total_seconds": round(export_seconds + cli_seconds, 3), "total_cpu": round(export_cpu + cli_cpu, 3)}
 
 
@@ -153,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", action="store_true",
                         help="first evict the store's file from the OS page cache (posix_fadvise DONTNEED)")
     parser.add_argument("--migration", action="store_true", help="also time the level-4 nodes migration (on a copy)")
+    parser.add_argument("--pycache", type=Path, metavar="DIR",
+                        help="run `python -m appliance.verify` with its bytecode cached in DIR (PYTHONPYCACHEPREFIX, "
+                             "PYTHONDONTWRITEBYTECODE unset), as an installed verifier runs; it is compiled once first")
+    parser.add_argument("--verify-workers", type=int, metavar="N",
+                        help="`python -m appliance.verify --workers N` (default: its own, one per CPU)")
     args = parser.parse_args(argv)
     if args.quick:
         args.entries, args.steps = 20_000, 1_000
@@ -181,13 +197,18 @@ def main(argv: list[str] | None = None) -> int:
                 os.close(fd)
     conn = connect(settings.db_path, readonly=True)
     out = args.data_dir / "bundle.json"
-    runs = [measure(conn, signers, out, args.steps) for _ in range(args.repeat)]
+    if args.pycache is not None:
+        env = {**os.environ, "PYTHONPYCACHEPREFIX": str(args.pycache)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        subprocess.run([sys.executable, "-m", "appliance.verify", "--help"], capture_output=True, cwd=ROOT, env=env,
+                       check=True)
+    runs = [measure(conn, signers, out, args.steps, args.verify_workers, args.pycache) for _ in range(args.repeat)]
     data_size = out.stat().st_size
     for number, run in enumerate(runs, 1):
         print(f"run {number} (load average {run['load_average']}): export {run['export_seconds']:.3f} s "
               f"(CPU {run['export_cpu']:.3f}); verify in-process {run['verify_seconds']:.3f} s "
               f"(CPU {run['verify_cpu']:.3f}); `python -m appliance.verify` {run['verify_cli_seconds']:.3f} s "
-              f"(CPU {run['verify_cli_cpu']:.3f}); export + CLI verify {run['total_seconds']:.3f} s "
+              f"(CPU {run['verify_cli_cpu']:.3f}, {run['verify_cli_minor_faults']:,} minor faults); export + CLI verify {run['total_seconds']:.3f} s "
               f"(CPU {run['total_cpu']:.3f}; target < 2 s)")
     if len(runs) > 1:
         for key in ("export_seconds", "verify_cli_seconds", "total_seconds", "total_cpu"):
