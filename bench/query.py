@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5,000 entries, 100 samples: a smoke test")
     parser.add_argument("--data-dir", type=Path, help="build (or reuse) the store here and keep it")
     parser.add_argument("--startup-timeout", type=float, default=7200.0, help="seconds to wait for runlog serve")
+    parser.add_argument("--workers", type=int, help="RUNLOG_WORKERS for runlog serve (default: its own, auto)")
     args = parser.parse_args(argv)
     entries, samples = (5_000, 100) if args.quick else (args.entries, args.samples)
     temporary = args.data_dir is None
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         log = work / f"query-serve-{os.getpid()}.log"
         for attempt in ("first", "second"):
             checkpointed = _last_checkpoint(settings.db_path)
-            server = runlog_server(data_dir, log).start(args.startup_timeout)
+            server = runlog_server(data_dir, log, workers=args.workers).start(args.startup_timeout)
             try:
                 verified = entries - checkpointed
                 print(f"  runlog serve start-up, {attempt} (spawn to healthy; last checkpoint at {checkpointed:,}, "

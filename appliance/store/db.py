@@ -181,8 +181,8 @@ def _runs_by_first_seq(conn: sqlite3.Connection) -> None:
     so the old runs_recent index is gone; the status and source indexes hold first_seq as their
     rowid, ascending, so new runs append at their right edge), the trace ID a unique index that
     only new runs write; `run_entries` (run = the run's first_seq, run_seq) -> seq replaces the
-    entries_by_run index on (trace_id, run_seq). The backfill reads that index in the order of
-    the new key, so `run_entries` is written in order, then drops it."""
+    entries_by_run index on (trace_id, run_seq). The backfill reads that index (covering: no
+    entry row is read) joined with the old `runs`, sorts by the new key, then drops the index."""
     if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'run_entries'").fetchone():
         return  # already in this shape (a store whose user_version was set back by hand, as benches do)
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
@@ -198,9 +198,11 @@ def _runs_by_first_seq(conn: sqlite3.Connection) -> None:
                 PRIMARY KEY (run, run_seq)
             ) WITHOUT ROWID"""
         )
+        # Both old B-trees read in trace ID order (sequential), then sorted into the new key's order
+        # (SQLite's external sort) and appended: no random seeks, however large the store.
         conn.execute("INSERT INTO run_entries (run, run_seq, seq) SELECT r.first_seq, e.run_seq, e.seq "
-                     "FROM runs_v5 AS r CROSS JOIN entries AS e INDEXED BY entries_by_run "
-                     "WHERE e.trace_id = r.trace_id ORDER BY r.first_seq, e.run_seq")
+                     "FROM entries AS e INDEXED BY entries_by_run CROSS JOIN runs AS r "
+                     "WHERE r.trace_id = e.trace_id ORDER BY r.first_seq, e.run_seq")
         conn.execute("DROP TABLE runs")
         conn.execute("ALTER TABLE runs_v5 RENAME TO runs")
         conn.execute("DROP INDEX entries_by_run")
