@@ -100,7 +100,9 @@ def time_migration(db_path: Path) -> dict[str, float]:
     try:
         conn = connect(copy)
         conn.execute("DROP TABLE level4_nodes")
-        conn.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+        # the version before the level-4 nodes (later migrations leave a store already in their shape alone)
+        before = [name for name, _ in MIGRATIONS].index("level-4 nodes of the full level-0 tiles")
+        conn.execute(f"PRAGMA user_version={before}")
         started, cpu = time.perf_counter(), time.process_time()
         migrate(conn)
         figures = {"seconds": round(time.perf_counter() - started, 2), "cpu": round(time.process_time() - cpu, 2)}
