@@ -9,7 +9,8 @@ Litestar app and answers an ingest request itself when
 - the whole body comes in the first message, within the size limit, before the body deadline,
 - and it parses and appends without an error.
 Anything else, at any of those points, goes to the Litestar route with the body read so far
-handed back, which runs every check again and answers as it always has: only a request that the
+handed back, which runs every check again and answers as it always has (except that it never
+appends a request whose append was tried here: it answers that append's error instead): only a request that the
 route would accept and answer 200/201 is answered here, with the same bytes the route sends (a
 receipt encoded by msgspec; the route's `EncodedJson`). The request's start is kept in the scope
 (`BodyDeadline.START_KEY`) so the body deadline counts from it on either path.
@@ -24,7 +25,7 @@ from appliance.store.writer import AppendRequest
 from appliance.web.auth import LIMITER_KEY, TOKEN_KEY, admitted
 from appliance.web.client_limits import BodyDeadline
 from appliance.web.ingest import parse_events, request_headers
-from appliance.web.routes_ingest import content_headers, receipt_out
+from appliance.web.routes_ingest import APPEND_FAILED_KEY, content_headers, receipt_out
 
 PATH = "/v1/events"
 _RESPONSE_HEADERS = (b"content-type", b"application/json")
@@ -69,11 +70,16 @@ class FastIngest:
         try:
             parsed = parse_events(body, content_type, request_headers(raw_headers), holder.name,
                                   max_batch=settings.max_batch)
+        except Exception:  # noqa: BLE001 - every refusal is the route's to word (it parses again)
+            await self.app(scope, _replaying(message, receive), send)
+            return
+        try:
             result = await appliance.writer.append(
                 AppendRequest(parsed.events, holder.name, parsed.idempotency_key, parsed.request_hash))
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - every refusal is the route's to word (it parses and appends again)
+        except Exception as error:  # noqa: BLE001 - the route words it, and does not append again
+            scope[APPEND_FAILED_KEY] = error
             await self.app(scope, _replaying(message, receive), send)
             return
         scope[TOKEN_KEY] = holder

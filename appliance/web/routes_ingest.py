@@ -113,6 +113,12 @@ def _now() -> str:
     return format_utc(datetime.now(timezone.utc))
 
 
+# Set by the ingest fast path (appliance.web.fast_ingest) to the error its append raised: an append
+# that failed may still have reached the writer (a link broken after the commit), so the route
+# answers that error instead of appending the request again.
+APPEND_FAILED_KEY = "runlog.append_failed"
+
+
 class EventsController(Controller):
     path = "/v1/events"
     before_request = scope_hook("append")  # a guard would cost a handler copy per request
@@ -127,6 +133,9 @@ class EventsController(Controller):
         parsed = parse_events(body, content_type, request_headers(raw_headers), source,
                               max_batch=appliance.settings.max_batch)
         try:
+            tried = request.scope.get(APPEND_FAILED_KEY)
+            if tried is not None:  # the fast path's append failed: answer its error, never append twice
+                raise tried
             result = await appliance.writer.append(
                 AppendRequest(parsed.events, source, parsed.idempotency_key, parsed.request_hash))
         except EntryError as error:  # raised by the sequencer: name the event within the request

@@ -19,6 +19,7 @@ from litestar.testing import TestClient
 from appliance.service import init_appliance, open_appliance
 from appliance.settings import Settings
 from appliance.store.db import connect
+from appliance.store.errors import StoreUnavailable
 from appliance.store.tokens import create_token
 from appliance.web.app import create_app
 from appliance.web.fast_ingest import FastIngest
@@ -182,3 +183,48 @@ def test_a_body_in_several_messages_and_a_late_body_go_to_the_route(tmp_path):
             assert status == 408 and "RUNLOG_BODY_TIMEOUT" in answer["error"]["message"]
     finally:
         appliance.close()
+
+
+class _FailsOnce:
+    """The appliance's writer, whose first append fails as a broken worker link does (the append
+    may have been committed by then); counts the appends it is asked for."""
+
+    def __init__(self, writer):
+        self.writer, self.calls = writer, 0
+
+    async def append(self, request):
+        self.calls += 1
+        if self.calls == 1:
+            raise StoreUnavailable("the primary process is not answering; retry shortly")
+        return await self.writer.append(request)
+
+    def __getattr__(self, name):
+        return getattr(self.writer, name)
+
+
+def test_a_failed_append_is_answered_by_the_route_and_never_tried_twice(tmp_path):
+    settings = replace(Settings(), data_dir=tmp_path / "data", keys_dir=tmp_path / "data" / "keys",
+                       synchronous="NORMAL")
+    init_appliance(settings)
+    appliance = open_appliance(settings)
+    conn = connect(settings.db_path)
+    conn.execute("BEGIN IMMEDIATE")
+    token = create_token(conn, "ci", {"append"}, now="2026-11-28T00:00:00Z")[0]
+    conn.execute("COMMIT")
+    real_writer = appliance.writer
+    appliance.writer = _FailsOnce(real_writer)
+    trace = _trace()
+    try:
+        with TestClient(create_app(settings, appliance=appliance)) as client:
+            response = client.post("/v1/events", json={"trace_id": trace, "step": "s", "status": "info"},
+                                   headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 503 and response.json()["error"]["code"] == "store_unavailable"
+            assert appliance.writer.calls == 1
+            retried = client.post("/v1/events", json={"trace_id": trace, "step": "s", "status": "info"},
+                                  headers={"Authorization": f"Bearer {token}"})
+            assert retried.status_code == 201 and appliance.writer.calls == 2
+    finally:
+        appliance.writer = real_writer
+        appliance.close()
+    assert conn.execute("SELECT count(*) FROM entries WHERE trace_id = ?", (trace,)).fetchone()[0] == 1
+    conn.close()
