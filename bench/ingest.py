@@ -527,8 +527,8 @@ def _load_avg() -> str:
 
 
 def _line(name: str, clients: int, load: Load, events_per_request: int, before: str) -> str:
-    latency = (f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms" if load.p50_ms is not None
-               else " " * 33)
+    latency = (f"p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:7.2f} ms"
+               if load.p50_ms is not None and load.p99_ms is not None else " " * 33)  # wrk may print only one
     cpu = (f"server CPU {load.cpu_seconds * 1e6 / max(load.ok, 1):6,.0f} us/req  " if load.cpu_seconds is not None
            else " " * 30)
     return (f"  {name:<30} {clients:>3} clients  {load.rate:>9,.0f} req/s  {load.rate * events_per_request:>9,.0f} "
