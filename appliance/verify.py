@@ -16,6 +16,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from datetime import datetime, timezone
@@ -226,14 +227,16 @@ class _Workers:
 
 
 def _serve(connection: Any) -> None:
-    """A worker: check the one slice it is sent (if any), send the result back, end."""
+    """A worker: check the one slice it is sent (if any), send the result back, end. It leaves
+    Ctrl-C to the parent, and anything unexpected too: the parent then checks the slice itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         examine, context, start, stop = connection.recv()
-    except EOFError:
+        items = [None] * start + context.items  # the slice at its place: messages name entries[number]
+        connection.send(examine(context._replace(items=items), start, stop))
+        connection.close()
+    except Exception:  # noqa: BLE001 - EOF (nothing to do), or the parent's own check will say what is wrong
         return
-    items = [None] * start + context.items  # the slice at its place: messages name entries[number]
-    connection.send(examine(context._replace(items=items), start, stop))
-    connection.close()
 
 
 def _worker_count(workers: int | None, size: int) -> int:
