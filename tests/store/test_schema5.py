@@ -230,3 +230,15 @@ def test_a_migration_that_fails_leaves_schema_4_as_it_was(store: Store) -> None:
     assert conn.execute("SELECT count(*) FROM sqlite_schema WHERE name IN ('entries_by_run', 'runs_recent')"
                         ).fetchone()[0] == 2
     conn.close()
+
+
+def test_verify_db_fails_a_schema_5_store_whose_run_entries_table_was_dropped(store: Store) -> None:
+    store.checkpoint()
+    store.close()
+    conn = sqlite3.connect(store.settings.db_path, isolation_level=None)
+    conn.execute("DROP TABLE run_entries")
+    conn.close()
+    report = verify_store(store.settings.db_path, Keys(store.signers.log.verifier(), store.signers.clock.verifier()),
+                          workers=1)
+    assert [(f.check, f.reason) for f in report.failures] == [("runs", "missing")], report
+    assert "run_entries table is missing" in report.failures[0].message
