@@ -202,7 +202,7 @@ class _Workers:
                                  bounds[n], bounds[n + 1]))
                 sent.append(connection)
                 self._pending.add(n - 1)
-            except (OSError, ValueError, RecursionError):  # a dead worker, or a slice pickle refuses
+            except Exception:  # noqa: BLE001 - a dead worker, or a slice pickle refuses: check it here
                 sent.append(None)
         links, failure = examine(context, 0, bounds[1])
         for n, connection in enumerate(sent, 1):

@@ -76,8 +76,8 @@ def _get(item: Any, key: str, where: str) -> str:
 def examine_entries(context: EntriesContext, start: int, stop: int) -> tuple[list[Link], Failure | None]:
     """Check entries[start:stop] each on its own, in order, until one fails: the links of those
     that held, and the failure (None when all held)."""
-    items, trace_id, note = context.items, context.trace_id, context.note
-    proofs = ProofMemo(note, context.size, context.root)
+    items = context.items
+    proofs = ProofMemo(context.note, context.size, context.root)
     links: list[Link] = []
     for number in range(start, stop):
         try:
