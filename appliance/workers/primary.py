@@ -31,12 +31,16 @@ class PrimaryService:
         appliance.writer.on_commit = self.commit_sizes.observe
         self.peers: set[Peer] = set()
         self.workers_connected = 0  # hellos received: start-up waits for one per worker
+        # Request histograms as each worker last reported them, and the sum of those of workers
+        # that have gone: a dead worker's counts stay in /metrics, so no counter ever goes down.
+        self._last_requests: dict[Peer, list[Any]] = {}
+        self._retired: dict[tuple[str, str, str], list[Any]] = {}
 
     def peer(self) -> Peer:
         peer = Peer({"append": self._append, "cut": self._cut, "auth_failed": self._auth_failed,
                      "replay": self._replay, "metrics": self._metrics, "hello": self._hello,
                      "status": lambda _body: self.status()},
-                    on_lost=self.peers.discard)
+                    on_lost=self._lost)
         peer.same_user_only = True
         self.peers.add(peer)
         return peer
@@ -72,18 +76,22 @@ class PrimaryService:
             return False
         return True
 
+    def _lost(self, peer: Peer) -> None:
+        self.peers.discard(peer)
+        _add_series(self._retired, self._last_requests.pop(peer, []))
+
     async def _metrics(self, body: Any) -> list[Any]:
-        """Every worker's request histograms, summed by (route, method, status)."""
-        answers = await asyncio.gather(*(peer.call("requests", None) for peer in list(self.peers) if peer.connected),
-                                       return_exceptions=True)
-        merged: dict[tuple[str, str, str], list[Any]] = {}
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                continue  # a worker that just went away: its requests leave the sums
-            for route, method, status, counts, total in answer:
-                seen = merged.setdefault((route, method, status), [[0] * (len(LATENCY_BUCKETS) + 1), 0.0])
-                seen[0] = [a + b for a, b in zip(seen[0], counts)]
-                seen[1] += total
+        """Every worker's request histograms, summed by (route, method, status), plus those of
+        workers that have gone as they last reported them (requests since then are not counted)."""
+        peers = [peer for peer in list(self.peers) if peer.connected]
+        answers = await asyncio.gather(*(peer.call("requests", None) for peer in peers), return_exceptions=True)
+        for peer, answer in zip(peers, answers):
+            if peer in self.peers and not isinstance(answer, BaseException) \
+                    and _counted(answer) >= _counted(self._last_requests.get(peer, [])):  # not an older answer
+                self._last_requests[peer] = answer
+        merged = {key: [list(counts), total] for key, (counts, total) in self._retired.items()}
+        for answer in self._last_requests.values():  # a worker that failed to answer: its last report
+            _add_series(merged, answer)
         return [[*key, counts, total] for key, (counts, total) in sorted(merged.items())]
 
     def _hello(self, index: int) -> None:
@@ -106,3 +114,14 @@ class PrimaryService:
             for peer in list(self.peers):
                 peer.notify("status", status)
             await asyncio.sleep(STATUS_INTERVAL)
+
+
+def _add_series(sums: dict[tuple[str, str, str], list[Any]], series: list[Any]) -> None:
+    for route, method, status, counts, total in series:
+        seen = sums.setdefault((route, method, status), [[0] * (len(LATENCY_BUCKETS) + 1), 0.0])
+        seen[0] = [a + b for a, b in zip(seen[0], counts)]
+        seen[1] += total
+
+
+def _counted(series: list[Any]) -> int:
+    return sum(sum(counts) for *_, counts, _ in series)

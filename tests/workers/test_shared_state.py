@@ -136,3 +136,19 @@ def test_a_worker_whose_primary_went_away_reports_the_writer_down_and_refuses_ap
     cluster.wait(lambda: not writer.running)
     with pytest.raises(LinkLost):
         cluster.run(writer.append(AppendRequest([_event(9)], "admin")))
+
+
+def test_a_worker_that_goes_away_leaves_its_counted_requests_in_the_sums(cluster):
+    (first_link, _, first), (_, _, second) = cluster.workers
+
+    def served() -> int:
+        return dict(second.request_series())[("/v1/events", "POST", "201")].cumulative()[-1][1]
+
+    first.observe_request("/v1/events", "POST", 201, 0.002)
+    second.observe_request("/v1/events", "POST", 201, 0.002)
+    assert served() == 2  # a scrape: the primary now holds both workers' reports
+    cluster.loop.call_soon_threadsafe(first_link.peer.close)
+    cluster.wait(lambda: len(cluster.service.peers) == 1)
+    assert served() == 2  # no counter reset when a worker dies
+    second.observe_request("/v1/events", "POST", 201, 0.002)
+    assert served() == 3
