@@ -186,7 +186,9 @@ class _Workers:
         fork = multiprocessing.get_context("fork")
         for _ in range(count - 1):
             ours, theirs = fork.Pipe()
-            process = fork.Process(target=_serve, args=(theirs,), daemon=True)
+            # A worker is forked holding this process's ends of the earlier workers' pipes: it closes
+            # them, so that closing ours is an end of file for each worker.
+            process = fork.Process(target=_serve, args=(theirs, [c for _, c in self._workers] + [ours]), daemon=True)
             process.start()
             theirs.close()
             self._workers.append((process, ours))
@@ -223,13 +225,17 @@ class _Workers:
             if n in self._pending:  # still checking a slice nobody needs (an earlier one failed)
                 process.terminate()
             connection.close()  # a waiting worker reads EOF and ends
+        for process, _ in self._workers:
             process.join()
 
 
-def _serve(connection: Any) -> None:
+def _serve(connection: Any, others: list[Any]) -> None:
     """A worker: check the one slice it is sent (if any), send the result back, end. It leaves
-    Ctrl-C to the parent, and anything unexpected too: the parent then checks the slice itself."""
+    Ctrl-C to the parent, and anything unexpected too: the parent then checks the slice itself.
+    `others`: the parent's pipe ends it was forked holding, closed first."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for other in others:
+        other.close()
     try:
         examine, context, start, stop = connection.recv()
         items = [None] * start + context.items  # the slice at its place: messages name entries[number]

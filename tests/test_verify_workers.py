@@ -49,7 +49,14 @@ from appliance.core.keys import NoteVerifier
 
 verify.ENTRIES_PER_WORKER = 1
 if sys.argv[2] == "die":
-    verify._serve = lambda connection: os._exit(3)  # the forked worker runs this
+    verify._serve = lambda connection, others: os._exit(3)  # the forked worker runs this
+if sys.argv[2] == "idle":  # workers never sent a slice (say, the file is not a bundle) end when closed
+    for count in (2, 4):
+        pool = verify._Workers(count)
+        assert len(pool._workers) == count - 1
+        pool.close()
+        assert not any(process.is_alive() for process, _ in pool._workers)
+    sys.exit(0)
 key = NoteVerifier.from_text(sys.argv[1])
 
 def outcome(path, workers):
@@ -133,6 +140,20 @@ def test_a_worker_that_dies_leaves_its_slice_to_this_process(exported, tmp_path)
     names = ["untouched", "entry-byte-flipped-39", "entries-swapped-20"]
     for name, (alone, split) in _outcomes(forged, names, exported[1], tmp_path, "die").items():
         assert split == alone, name
+
+
+def test_workers_never_sent_a_slice_end_when_closed():
+    done = subprocess.run([sys.executable, "-c", _COMPARE, "-", "idle"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_garbage_file_with_workers_is_a_clean_error(exported, tmp_path):
+    path = tmp_path / "garbage.json"
+    path.write_bytes(b'{"format": "runlog-evidence/v1", "entries": "' + b"x" * 20_000_000 + b'"}')
+    done = subprocess.run([sys.executable, "-m", "appliance.verify", str(path), "--key", exported[1], "--workers", "4"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and done.stdout.startswith("ERROR:") and "Traceback" not in done.stderr
 
 
 def test_the_cli_with_workers_prints_what_one_process_prints(exported, tmp_path):
