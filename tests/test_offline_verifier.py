@@ -62,6 +62,14 @@ def test_runlog_verify_json_output_and_key_file(exported):
     assert (report["ok"], report["entries"], report["run"]) == (True, 4, "closed")
 
 
+def test_runlog_verify_file_takes_workers_like_python_m_appliance_verify(exported):
+    answers = [runlog("verify", str(exported["json"]), "--key", exported["key"], "--workers", n, env=exported["env"])
+               for n in ("1", "2")]
+    assert [done.returncode for done in answers] == [0, 0] and answers[0].stdout == answers[1].stdout
+    done = runlog("verify", str(exported["json"]), "--key", exported["key"], "--workers", "0", env=exported["env"])
+    assert done.returncode == 2 and "--workers must be at least 1" in done.stderr
+
+
 def test_verify_needs_a_trusted_key(exported):
     done = runlog("verify", str(exported["json"]), env=exported["env"])
     assert done.returncode == 2 and "--key KEY" in done.stderr

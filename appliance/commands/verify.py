@@ -1,5 +1,5 @@
 """`runlog verify --db PATH [--anchors] [--json] [--key KEY]`: verify a whole store;
-`runlog verify FILE --key KEY|--policy FILE [--json]`: verify an evidence bundle offline
+`runlog verify FILE --key KEY|--policy FILE [--json] [--workers N]`: verify an evidence bundle offline
 (appliance.verify, which needs nothing but appliance.core).
 
 The verdict goes to stdout (text, or JSON with --json), progress to stderr when it is a terminal.
@@ -38,7 +38,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--clock-key", metavar="KEY",
                         help="the timestamp cosigner's verifier key or its file (default: RUNLOG_KEYS_DIR/clock.pub)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--workers", type=int, metavar="N", help="worker processes (default: one per CPU)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes (default: one per CPU; with FILE at most 4, 1 = this process only)")
     parser.set_defaults(handler=_verify)
 
 
@@ -166,11 +167,14 @@ def _verify(args: argparse.Namespace) -> int:
 def _verify_file(args: argparse.Namespace) -> int:
     from appliance.verify import run
 
-    if args.db is not None or args.anchors or args.clock_key is not None or args.workers is not None:
-        print("runlog verify: FILE is checked offline on its own; --db, --anchors, --clock-key and --workers "
-              "are for the store", file=sys.stderr)
+    if args.db is not None or args.anchors or args.clock_key is not None:
+        print("runlog verify: FILE is checked offline on its own; --db, --anchors and --clock-key are for the store",
+              file=sys.stderr)
         return EXIT_USAGE
     if (args.key is None) == (args.policy is None):
         print("runlog verify: give the log key you trust: FILE --key KEY, or FILE --policy POLICY", file=sys.stderr)
         return EXIT_USAGE
-    return run(args.file, key=args.key, policy=args.policy, as_json=args.json)
+    if args.workers is not None and args.workers < 1:
+        print("runlog verify: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args.file, key=args.key, policy=args.policy, as_json=args.json, workers=args.workers)
