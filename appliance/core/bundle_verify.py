@@ -14,8 +14,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["BundleError", "BundleFormatError", "BundleReport", "Split", "verify_bundle"]
-
 from appliance.core.bundle import BUNDLE_FORMAT, bundle_digest, signature_text
 from appliance.core.bundle_entries import (
     BundleError,
@@ -23,8 +21,8 @@ from appliance.core.bundle_entries import (
     EntriesContext,
     Failure,
     Link,
-    follow_run_chain,
     examine_entries,
+    follow_run_chain,
 )
 from appliance.core.cosignature import CosignatureVerifier
 from appliance.core.errors import InvalidInput, RunlogError, VerificationError
@@ -39,6 +37,8 @@ from appliance.core.keys import NoteVerifier
 from appliance.core.note import open_note
 from appliance.core.policy import Policy
 from appliance.core.proof_verify import verify_consistency
+
+__all__ = ["BundleError", "BundleFormatError", "BundleReport", "Split", "verify_bundle"]
 
 MAX_BUNDLE_BYTES = 1 << 30
 

@@ -97,29 +97,18 @@ def _results(conn: sqlite3.Connection, tasks: list[ChunkTask], workers: int) -> 
             yield result
 
 
-def _level4_table(conn: sqlite3.Connection) -> tuple[bool, list[Failure], list[str]]:
-    """Whether the store has `level4_nodes` to check; a failure if its schema says it must, a note
-    for a store from before them (runlog adds them when it next opens the store for writing)."""
-    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'level4_nodes'").fetchone():
+def _table_to_check(conn: sqlite3.Connection, table: str, check: str, since: int,
+                    predates: str) -> tuple[bool, list[Failure], list[str]]:
+    """Whether the store has `table` to check; a failure if its schema says it must (it has had it
+    since schema `since`), a note for a store from before it (runlog adds it when it next opens
+    the store for writing): `predates` is that note, with `{version}` for the store's schema."""
+    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)).fetchone():
         return True, [], []
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version >= _LEVEL4_SCHEMA:
-        return False, [Failure("tree", "missing", f"the level4_nodes table is missing (the store's schema, "
-                                                  f"{version}, has it since {_LEVEL4_SCHEMA})")], []
-    return False, [], [f"level-4 nodes not compared: the store's schema ({version}) predates them; runlog adds "
-                       "them when it next opens the store for writing"]
-
-
-def _run_entries_table(conn: sqlite3.Connection) -> tuple[bool, list[Failure], list[str]]:
-    """Whether the store has `run_entries` to check (as `_level4_table` for level4_nodes)."""
-    if conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'run_entries'").fetchone():
-        return True, [], []
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version >= _RUN_ENTRIES_SCHEMA:
-        return False, [Failure("runs", "missing", f"the run_entries table is missing (the store's schema, "
-                                                  f"{version}, has it since {_RUN_ENTRIES_SCHEMA})")], []
-    return False, [], [f"run_entries not compared: the store's schema ({version}) predates it; runlog adds it "
-                       "when it next opens the store for writing"]
+    if version >= since:
+        return False, [Failure(check, "missing", f"the {table} table is missing (the store's schema, "
+                                                 f"{version}, has it since {since})")], []
+    return False, [], [predates.format(version=version)]
 
 
 def _listed(failures: list[Failure]) -> tuple[tuple[Failure, ...], list[str]]:
@@ -174,9 +163,13 @@ def verify_store(
         wanted = {s for s in checkpoint_sizes if 0 < s <= size} | {size}
         wanted |= {c.size for _, held_by in held for c in held_by if type(c.size) is int and 0 < c.size <= size}
         positions = sorted({p for _, s in daily if type(s) is int for p in (s - 1, s) if 0 <= p < size})
-        level4, level4_failures, level4_notes = _level4_table(conn)
+        level4, level4_failures, level4_notes = _table_to_check(
+            conn, "level4_nodes", "tree", _LEVEL4_SCHEMA, "level-4 nodes not compared: the store's schema "
+            "({version}) predates them; runlog adds them when it next opens the store for writing")
         failures += level4_failures
-        run_entries, run_entries_failures, run_entries_notes = _run_entries_table(conn)
+        run_entries, run_entries_failures, run_entries_notes = _table_to_check(
+            conn, "run_entries", "runs", _RUN_ENTRIES_SCHEMA, "run_entries not compared: the store's schema "
+            "({version}) predates it; runlog adds it when it next opens the store for writing")
         failures += run_entries_failures
         tasks = _plan(str(path), size, chunk_size, sorted(wanted - {0}), positions, level4, run_entries)
         merger = LogMerger(conn)

@@ -159,15 +159,21 @@ def _asgi(app, body_messages, token: str, delay: float = 0.0):
     return run()
 
 
-def test_a_body_in_several_messages_and_a_late_body_go_to_the_route(tmp_path):
+def _appliance_with_token(tmp_path, **settings_changes):
+    """A real appliance in `tmp_path`, its settings, an append-scope token, and a connection to its store."""
     settings = replace(Settings(), data_dir=tmp_path / "data", keys_dir=tmp_path / "data" / "keys",
-                       synchronous="NORMAL", body_timeout=0.3)
+                       synchronous="NORMAL", **settings_changes)
     init_appliance(settings)
     appliance = open_appliance(settings)
     conn = connect(settings.db_path)
     conn.execute("BEGIN IMMEDIATE")
     token = create_token(conn, "ci", {"append"}, now="2026-11-28T00:00:00Z")[0]
     conn.execute("COMMIT")
+    return settings, appliance, token, conn
+
+
+def test_a_body_in_several_messages_and_a_late_body_go_to_the_route(tmp_path):
+    settings, appliance, token, conn = _appliance_with_token(tmp_path, body_timeout=0.3)
     conn.close()
     app = create_app(settings, appliance=appliance)
     event = json.dumps({"trace_id": _trace(), "step": "s", "status": "info"}).encode()
@@ -203,14 +209,7 @@ class _FailsOnce:
 
 
 def test_a_failed_append_is_answered_by_the_route_and_never_tried_twice(tmp_path):
-    settings = replace(Settings(), data_dir=tmp_path / "data", keys_dir=tmp_path / "data" / "keys",
-                       synchronous="NORMAL")
-    init_appliance(settings)
-    appliance = open_appliance(settings)
-    conn = connect(settings.db_path)
-    conn.execute("BEGIN IMMEDIATE")
-    token = create_token(conn, "ci", {"append"}, now="2026-11-28T00:00:00Z")[0]
-    conn.execute("COMMIT")
+    settings, appliance, token, conn = _appliance_with_token(tmp_path)
     real_writer = appliance.writer
     appliance.writer = _FailsOnce(real_writer)
     trace = _trace()
