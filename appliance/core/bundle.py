@@ -130,6 +130,30 @@ def _entries_pieces(items: list) -> Iterator[bytes | None]:
     yield b"]"
 
 
+def signed_bytes_digest(data: bytes, signature: str) -> bytes | None:
+    """SHA-256 of the file `data` without its top-level `"signature"` member, read straight from the
+    file's bytes: the member cut where it appears as RFC 8785 spells it (`,"signature":` then the
+    canonical string `signature`). None when the file holds no such text (or `signature` has no
+    RFC 8785 form).
+
+    This is not `bundle_digest`: a file that is not in RFC 8785 form gives another digest. When it
+    does give the digest the log key signed, the file less that member is byte for byte what was
+    signed (a bundle's RFC 8785 text, which has no top-level `signature` member), so parsing the file
+    gives the signed bundle plus its signature, and `bundle_digest` of it gives the same digest
+    (tests check this on edited files). A mismatch proves nothing: check with `bundle_digest` then."""
+    try:
+        member = b',"signature":' + canonical_json(signature)
+    except InvalidInput:
+        return None
+    at = data.find(member)
+    if at < 0:
+        return None
+    view = memoryview(data)
+    digest = hashlib.sha256(view[:at])
+    digest.update(view[at + len(member):])
+    return digest.digest()
+
+
 def _escape(text: bytes) -> bytes:
     return text.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
 

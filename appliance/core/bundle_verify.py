@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from appliance.core.bundle import BUNDLE_FORMAT, bundle_digest, signature_text
+from appliance.core.bundle import BUNDLE_FORMAT, bundle_digest, signature_text, signed_bytes_digest
 from appliance.core.bundle_entries import (
     BundleError,
     BundleFormatError,
@@ -85,13 +85,11 @@ def _get(obj: Any, key: str, kind: type, where: str = "bundle") -> Any:
     return value
 
 
-def _parse(data: bytes | str) -> dict:
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogatepass")
-    if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_BUNDLE_BYTES:
+def _parse(data: bytes) -> dict:
+    if not isinstance(data, bytes) or len(data) > MAX_BUNDLE_BYTES:
         raise BundleFormatError("a bundle is a JSON file of at most 1 GiB", field="bundle")
     try:
-        bundle = json.loads(bytes(data).decode("utf-8"))
+        bundle = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BundleFormatError("the file is not UTF-8 JSON (truncated or not an evidence bundle?)",
                                 field="bundle") from None
@@ -159,6 +157,10 @@ def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None,
             keys: TrustedKeys | None, split: Split | None) -> BundleReport:
     if sum(x is not None for x in (key, policy, keys)) != 1:  # before reading the file
         raise InvalidInput("give exactly one of a log key, a keys file and a policy", field="key")
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    elif isinstance(data, bytearray):
+        data = bytes(data)
     bundle = _parse(data)
     trace_id = _get(bundle, "trace_id", str)
     trusted = _trusted(key, policy, keys, _get(bundle, "keys", dict).get("clock"))
@@ -215,8 +217,12 @@ def _verify(data: bytes | str, key: NoteVerifier | None, policy: Policy | None,
     except InvalidInput as error:
         raise BundleFormatError(f"file signature: {error}", field="signature") from None
     _check_file_signer(signed_file.verified, trusted, signed_at)
-    if signed_file.text != signature_text(trusted.origin, trace_id, bundle_digest(bundle)):
-        raise BundleError("file signature: it signs other contents (the file was edited after it was signed)")
+    # The file's own bytes first (one SHA-256 pass); if they are not what was signed, the bundle's
+    # RFC 8785 form decides (a file re-encoded another way still verifies).
+    raw_digest = signed_bytes_digest(data, signature)
+    if raw_digest is None or signed_file.text != signature_text(trusted.origin, trace_id, raw_digest):
+        if signed_file.text != signature_text(trusted.origin, trace_id, bundle_digest(bundle)):
+            raise BundleError("file signature: it signs other contents (the file was edited after it was signed)")
 
     anchors = tuple({"anchor": a.get("anchor"), "size": a.get("size"), "location": a.get("location")}
                     for a in _get(bundle, "anchors", list) if isinstance(a, dict))

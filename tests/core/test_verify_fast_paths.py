@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+from unittest import mock
 
 import pytest
 import rfc8785
@@ -155,3 +157,74 @@ def test_proof_memo_hashes_each_proof_only_up_to_the_previous_path(monkeypatch):
     # hashes per proof, instead of the 8 or 9 of a proof hashed to the root.
     full = sum(len(TlogProof.from_text(_proof_text(index, 300)).hashes) for index in range(300))
     assert len(calls) <= 2 * 300 < full / 4
+
+
+# -- the file signature, checked on the file's own bytes first --------------------------------------
+
+def _outcome(data: bytes) -> object:
+    from appliance.core.bundle_verify import verify_bundle
+
+    from tests.core.test_bundle import SIGNER
+
+    try:
+        return verify_bundle(data, key=SIGNER.verifier())
+    except RunlogError as error:
+        return type(error), str(error)
+
+
+def _slow_outcome(data: bytes) -> object:
+    """What verify_bundle gives without the fast path (the bundle's RFC 8785 digest only)."""
+    with mock.patch("appliance.core.bundle_verify.signed_bytes_digest", lambda data, signature: None):
+        return _outcome(data)
+
+
+def _signed_file() -> bytes:
+    from tests.core.test_bundle import make_signed_bundle
+
+    return make_signed_bundle().data
+
+
+def test_signed_bytes_digest_is_bundle_digest_of_a_file_as_exported():
+    from appliance.core.bundle import signed_bytes_digest
+
+    data = _signed_file()
+    bundle = json.loads(data)
+    assert signed_bytes_digest(data, bundle["signature"]) == bundle_digest(bundle)
+    assert signed_bytes_digest(data, bundle["signature"] + "x") is None
+    assert signed_bytes_digest(data, "\ud800") is None
+
+
+_FILE_EDIT = st.tuples(st.sampled_from(["replace", "delete", "insert"]), st.integers(0, 10**6),
+                       st.sampled_from([b" ", b"\n", b",", b"}", b'"', b"\\", b"0", b"a", b"=", b"\xc3\xa9"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(_FILE_EDIT, min_size=1, max_size=3))
+def test_the_file_signature_fast_path_decides_as_the_bundle_digest(edits):
+    data = _signed_file()
+    for kind, at, byte in edits:
+        at %= len(data) + 1
+        data = (data[:at] + byte + data[at + 1:] if kind == "replace" else data[:at] + data[at + 1:]
+                if kind == "delete" else data[:at] + byte + data[at:])
+    assert _outcome(data) == _slow_outcome(data)
+
+
+def test_the_file_signature_fast_path_on_a_moved_or_copied_signature_member():
+    data = _signed_file()
+    bundle = json.loads(data)
+    member = b',"signature":' + json.dumps(bundle["signature"], ensure_ascii=False).encode()
+    assert data.count(member) == 1
+    unsigned = data.replace(member, b"")
+    keys = b'"keys":{'
+    variants = [
+        unsigned[:-1] + member + b"}",  # moved to the end: the same bundle, not RFC 8785 order
+        unsigned.replace(keys, keys + member[1:] + b",", 1),  # in `keys` only: no top-level signature
+        data.replace(keys, keys + member[1:] + b",", 1),  # in `keys` too: `keys` is not what was signed
+        data[:-1] + member + b"}",  # twice at the top level (JSON keeps the last)
+        data.replace(member, b" " + member),  # whitespace: not RFC 8785, verifies the slow way
+        json.dumps(bundle, indent=1).encode(),
+    ]
+    outcomes = [_outcome(variant) for variant in variants]
+    assert outcomes == [_slow_outcome(variant) for variant in variants]
+    assert not isinstance(outcomes[1], tuple) or "signature is missing" in outcomes[1][1]
+    assert [isinstance(outcome, tuple) for outcome in outcomes] == [False, True, True, False, False, False]
