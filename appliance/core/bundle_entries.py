@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from appliance.core.chain import RunChains
 from appliance.core.entry import decode_entry
+from appliance.core.entry_fast import EntryFacts, entry_facts
 from appliance.core.errors import ChainError, InvalidInput, RunlogError, VerificationError
 from appliance.core.hashing import leaf_hash, sha256
 from appliance.core.proof_memo import ProofMemo
@@ -91,18 +92,22 @@ def examine_entries(context: EntriesContext, start: int, stop: int) -> tuple[lis
 
 def _check_entry(number: int, item: Any, context: EntriesContext, proofs: ProofMemo) -> Link:
     where = f"entries[{number}]"
-    raw = _get(item, "entry", where).encode("utf-8", "surrogatepass")
-    try:
-        entry = decode_entry(raw)
-    except InvalidInput as error:
-        raise BundleError(f"{where}: the entry bytes were altered or are not a valid entry: {error}") from None
+    text = _get(item, "entry", where)
+    entry = entry_facts(text)  # the common case, fast; else decode_entry, which says what is wrong
+    if entry is None:
+        raw = text.encode("utf-8", "surrogatepass")
+        try:
+            decoded = decode_entry(raw)
+        except InvalidInput as error:
+            raise BundleError(f"{where}: the entry bytes were altered or are not a valid entry: {error}") from None
+        entry = EntryFacts(decoded.seq, decoded.trace_id, decoded.run_seq, decoded.run_prev, decoded.final, raw)
     if entry.trace_id != context.trace_id:
         raise BundleError(f"{where} (seq {entry.seq}): belongs to trace {entry.trace_id}, not {context.trace_id}: "
                           "an entry of another run was inserted")
-    leaf = leaf_hash(raw)
+    leaf = leaf_hash(entry.data)
     if not proofs.holds(item.get("proof"), entry.seq, leaf):  # the common case, fast; else in full, saying why
         _check_proof(where, item, entry.seq, leaf, context)
-    return Link(entry.seq, entry.trace_id, entry.run_seq, entry.run_prev, entry.final, sha256(raw))
+    return Link(entry.seq, entry.trace_id, entry.run_seq, entry.run_prev, entry.final, sha256(entry.data))
 
 
 def _check_proof(where: str, item: dict, seq: int, leaf: bytes, context: EntriesContext) -> None:
