@@ -16,7 +16,7 @@ from appliance.core.errors import NoteFormatError, SignatureError
 from appliance.core.keys import KeyID, b64decode_strict, check_key_name
 
 MAX_SIGNATURES = 100  # Go's note.Open limit; C2SP requires accepting at least 16.
-_SIGNATURE_PREFIX = "\u2014 "  # em dash, space
+SIGNATURE_PREFIX = "\u2014 "  # em dash, space
 
 
 class Verifier(Protocol):
@@ -114,7 +114,7 @@ def sign_note(text: str | bytes, signers: Iterable[Signer]) -> bytes:
     for signer in signers:
         check_key_name(signer.name)
         payload = signer.key_id.value + signer.sign(message)
-        lines.append(f"{_SIGNATURE_PREFIX}{signer.name} {base64.b64encode(payload).decode('ascii')}\n")
+        lines.append(f"{SIGNATURE_PREFIX}{signer.name} {base64.b64encode(payload).decode('ascii')}\n")
     if not lines:
         raise NoteFormatError("a note needs at least one signer", field="signers")
     if len(lines) > MAX_SIGNATURES:
@@ -130,10 +130,10 @@ def _index_verifiers(verifiers: Iterable[Verifier]) -> dict[tuple[str, KeyID], l
 
 
 def _parse_signature_line(line: str) -> Signature:
-    if not line.startswith(_SIGNATURE_PREFIX):
+    if not line.startswith(SIGNATURE_PREFIX):
         raise NoteFormatError(f"signature line does not start with an em dash and a space: {line[:40]!r}",
                               field="signature")
-    name, _, encoded = line[len(_SIGNATURE_PREFIX):].partition(" ")
+    name, _, encoded = line[len(SIGNATURE_PREFIX):].partition(" ")
     check_key_name(name)
     if encoded == "":
         raise NoteFormatError(f"signature line for {name!r} has no signature", field="signature")

@@ -24,7 +24,7 @@ from typing import Any
 
 from appliance.core.errors import EntryError, InvalidInput, RunlogError
 from appliance.core.note import Signer
-from appliance.core.receipt import Receipt, sign_receipt
+from appliance.core.receipt import ReceiptSigner
 from appliance.core.sequencer import Appended, Event, RunHead, Sequencer
 from appliance.core.timefmt import format_utc
 from appliance.store.db import connect, migrate
@@ -142,7 +142,8 @@ class Writer:
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         synchronous: str = "FULL",
     ) -> None:
-        self._db_path, self._origin, self._signer, self._clock = db_path, origin, signer, clock
+        self._db_path, self._clock = db_path, clock
+        self._receipts = ReceiptSigner(origin, signer)
         self._synchronous = synchronous
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -362,8 +363,7 @@ class Writer:
         rows.appended.extend(appended)
         self._overlay.update(touched)
         hashes = tuple(item.entry_hash for item in appended)
-        receipt = Receipt.for_entries(self._origin, appended[0].seq, received_at, hashes)
-        result = AppendResult(appended[0].seq, hashes, received_at, sign_receipt(receipt, self._signer))
+        result = AppendResult(appended[0].seq, hashes, received_at, self._receipts.sign(appended[0].seq, received_at, hashes))
         if key is not None:
             response = result.to_json()
             rows.idempotency.append((*key, request.request_hash, response, received_at))

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from appliance.core.checkpoint import open_checkpoint
-from appliance.core.errors import RunlogError, SignatureError
+from appliance.core.errors import NoteFormatError, RunlogError, SignatureError
 from appliance.core.hashing import sha256
 from appliance.core.keys import generate_signer
-from appliance.core.receipt import Receipt, ReceiptError, open_receipt, sign_receipt
+from appliance.core.receipt import Receipt, ReceiptError, ReceiptSigner, open_receipt, sign_receipt
 
 ORIGIN = "runlog.example/log"
 SIGNER = generate_signer(ORIGIN, seed=bytes(range(32)))
@@ -49,3 +49,22 @@ def test_garbage_never_escapes_the_error_family(text):
         Receipt.from_text(text)
     except RunlogError:
         pass
+
+
+@given(st.integers(0, 10**16 - 1), st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=5),
+       st.sampled_from([AT, "2026-12-31T23:59:59Z", "2027-01-01T00:00:00.5Z"]))
+def test_the_writers_signer_makes_the_same_note_as_sign_receipt(first_seq, hashes, received_at):
+    expected = sign_receipt(Receipt.for_entries(ORIGIN, first_seq, received_at, hashes), SIGNER)
+    assert ReceiptSigner(ORIGIN, SIGNER).sign(first_seq, received_at, hashes) == expected
+
+
+def test_the_writers_signer_refuses_what_sign_receipt_refuses():
+    with pytest.raises(NoteFormatError):
+        ReceiptSigner("runlog.example/other", SIGNER)
+    with pytest.raises(NoteFormatError):
+        ReceiptSigner("runlog-receipt/v1", generate_signer("runlog-receipt/v1"))
+    signer = ReceiptSigner(ORIGIN, SIGNER)
+    for first_seq, received_at, hashes in [(-1, AT, HASHES), (1, AT, []), (1, "2026-11-28 08:00:00Z", HASHES),
+                                           (True, AT, HASHES), (1, AT, [b"short"])]:
+        with pytest.raises(RunlogError):
+            signer.sign(first_seq, received_at, hashes)
