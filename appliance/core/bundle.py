@@ -70,11 +70,6 @@ def canonical_json(value: object) -> bytes:
         raise InvalidInput(f"not representable in RFC 8785 JSON: {error}", field="bundle") from None
 
 
-def _object_bytes(members: dict[str, bytes]) -> bytes:
-    """RFC 8785 bytes of an object from its members' canonical bytes (keys: plain ASCII names)."""
-    return b"{" + b",".join(b'"%s":%s' % (key.encode("ascii"), members[key]) for key in sorted(members)) + b"}"
-
-
 def bundle_digest(bundle: dict) -> bytes:
     """SHA-256 of the RFC 8785 form of `bundle` without its `signature` member.
 
@@ -208,20 +203,55 @@ def sign_bundle(
         "anchors": [{"anchor": a.anchor, "size": a.size, "location": a.location} for a in anchors],
     }.items()}
     members["entries"] = _entries_json(entries, checkpoint)
-    text = signature_text(signer.name, trace_id, sha256(_object_bytes(members)))  # = bundle_digest(bundle)
+    text = signature_text(signer.name, trace_id, _object_digest(members))  # = bundle_digest(bundle)
     members["signature"] = canonical_json(sign_note(text, [signer]).decode("utf-8"))
-    return SignedBundle(_object_bytes(members))
+    return SignedBundle(b"".join(_object_pieces(members)))
 
 
-def _entries_json(entries: Sequence[ExportedEntry], checkpoint: str) -> bytes:
-    """RFC 8785 bytes of the `entries` member, [{"entry": text, "proof": tlog-proof text}, ...],
-    put together from JSON strings: the checkpoint that ends every proof is encoded once."""
+def _object_pieces(members: dict[str, bytes | list[bytes]]) -> list[bytes]:
+    """RFC 8785 bytes of an object, in pieces, from its members' canonical bytes (each one bytes
+    object or a list of pieces; keys: plain ASCII names, so str order is UTF-16 order)."""
+    pieces = [b"{"]
+    for number, key in enumerate(sorted(members)):
+        pieces.append(b'%s"%s":' % (b"," if number else b"", key.encode("ascii")))
+        value = members[key]
+        if type(value) is list:
+            pieces.extend(value)
+        else:
+            pieces.append(value)
+    pieces.append(b"}")
+    return pieces
+
+
+def _object_digest(members: dict[str, bytes | list[bytes]]) -> bytes:
+    digest = hashlib.sha256()
+    for piece in _object_pieces(members):
+        digest.update(piece)
+    return digest.digest()
+
+
+_CONTROL = re.compile(b"[\x00-\x1f]")
+
+
+def _entries_json(entries: Sequence[ExportedEntry], checkpoint: str) -> list[bytes]:
+    """RFC 8785 bytes of the `entries` member, [{"entry": text, "proof": tlog-proof text}, ...], in
+    pieces put together from JSON strings: the checkpoint that ends every proof is encoded once, and
+    an entry's text (canonical JSON: no control character outside its escapes) is escaped with
+    `_escape` as `canonical_json` would (anything else takes `canonical_json`)."""
     note = canonical_json(checkpoint)[1:]  # without its opening quote
     heads = proof_heads((e.seq, e.proof) for e in entries)
-    # A head's only character that JSON escapes is the newline (see proof_heads).
-    return b"[" + b",".join(
-        b'{"entry":%s,"proof":"%s%s}' % (canonical_json(e.data.decode("utf-8")), head.replace(b"\n", b"\\n"), note)
-        for e, head in zip(entries, heads)) + b"]"
+    pieces = [b"["]
+    for number, (e, head) in enumerate(zip(entries, heads)):
+        data = e.data
+        if _CONTROL.search(data) is None and (data.isascii() or data.decode("utf-8")):
+            text = b'"%s"' % _escape(data)
+        else:
+            text = canonical_json(data.decode("utf-8"))
+        # A head's only character that JSON escapes is the newline (see proof_heads).
+        pieces.append(b'%s{"entry":%s,"proof":"%s%s}' % (b"," if number else b"", text, head.replace(b"\n", b"\\n"),
+                                                          note))
+    pieces.append(b"]")
+    return pieces
 
 
 def bundle_bytes(bundle: dict) -> bytes:
