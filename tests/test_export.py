@@ -286,8 +286,41 @@ def test_export_proofs_equal_the_tree_readers(tmp_path):
         s.run(trace(4), 600, closed=False, batch=600)
         reader = TreeReader(s.conn)
         for size in (1, 2, 3, 255, 256, 257, 511, 512, 513, 600):
-            proofs = _Proofs(s.conn, size)
-            for index in range(size) if size in (257, 600) else {0, 1, size // 2, size - 2, size - 1} & {*range(size)}:
-                assert proofs.inclusion(index) == tuple(reader.inclusion_proof(index, size)), (index, size)
+            indices = range(size) if size in (257, 600) else {0, 1, size // 2, size - 2, size - 1} & {*range(size)}
+            for prefetch in (False, True):
+                proofs = _Proofs(s.conn, size)
+                if prefetch:
+                    proofs.prefetch(sorted(indices))
+                for index in indices:
+                    assert proofs.inclusion(index) == tuple(reader.inclusion_proof(index, size)), (index, size)
+    finally:
+        s.close()
+
+
+def test_tiles_read_ahead_are_checked_like_tiles_read_one_by_one(tmp_path):
+    """A tile or level-4 nodes row read ahead that is missing or malformed is read again when used,
+    and refused with the message reading it alone gives; an edited one is caught when used."""
+    import sqlite3
+
+    from appliance.store.errors import StoreCorrupt
+    from appliance.store.export import _Proofs
+    from appliance.store.tiles import TileStoreError
+
+    s = Store(tmp_path)
+    try:
+        s.run(trace(4), 600, closed=False, batch=600)
+        conn = sqlite3.connect(s.settings.db_path, isolation_level=None)
+        conn.execute("DROP TRIGGER level4_nodes_no_update")
+        conn.execute("DROP TRIGGER level4_nodes_no_delete")
+        conn.execute("UPDATE level4_nodes SET hashes = substr(hashes, 1, 480) WHERE id = 0")
+        (hashes,) = conn.execute("SELECT hashes FROM level4_nodes WHERE id = 1").fetchone()
+        conn.execute("UPDATE level4_nodes SET hashes = ? WHERE id = 1", (bytes(32) + hashes[32:],))
+        conn.close()
+        proofs = _Proofs(s.conn, 600)
+        proofs.prefetch([3, 300])
+        with pytest.raises(TileStoreError, match="level-4 nodes of tile tile/0/000 are missing or not 512 bytes"):
+            proofs.inclusion(3)
+        with pytest.raises(StoreCorrupt, match="level-4 nodes of tile tile/0/001 do not hash to its root"):
+            proofs.inclusion(300)
     finally:
         s.close()

@@ -94,6 +94,24 @@ def read_level4_nodes(conn: sqlite3.Connection, index: int) -> bytes:
     return row[0]
 
 
+def read_level0_tiles(conn: sqlite3.Connection, indices: list[int]) -> dict[int, tuple[bytes, bytes]]:
+    """Full level-0 tiles `indices` with their stored level-4 nodes, unchecked: {index: (tile bytes,
+    level-4 nodes)}, in statements of a few hundred tiles. A tile or nodes row that is missing or of
+    the wrong length is left out (`read_tile_bytes` and `read_level4_nodes` then say what is wrong)."""
+    found: dict[int, tuple[bytes, bytes]] = {}
+    for start in range(0, len(indices), _BATCH):
+        batch = indices[start : start + _BATCH]
+        rows = conn.execute("SELECT t.id, CAST(t.hashes AS BLOB), CAST(m.hashes AS BLOB) FROM tiles AS t "
+                            f"JOIN level4_nodes AS m ON m.id = t.id WHERE t.id IN ({','.join('?' * len(batch))})",
+                            batch)
+        found.update((index, (tile, mids)) for index, tile, mids in rows
+                     if len(tile) == TILE_BYTES and len(mids) == MIDS_BYTES)
+    return found
+
+
+_BATCH = 500  # tiles per statement (SQLite allows 32,766 parameters since 3.32, 999 before)
+
+
 def _right_edge_hashes(conn: sqlite3.Connection, level: int, index: int, width: int) -> list[bytes]:
     """Hashes 0..width-1 of tile (`level`, `index`) rebuilt from entries (level 0) or from the roots
     of the full tiles one level down. Requires those entries / full tiles to be committed."""
