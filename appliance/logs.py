@@ -86,15 +86,22 @@ class JsonFormatter(logging.Formatter):
 
 def log_request(fields: dict[str, Any]) -> None:
     """One request line: to the stream `configure_logging` set up, else through the logger."""
+    log_requests([fields])
+
+
+def log_requests(many: list[dict[str, Any]]) -> None:
+    """Request lines, written to the stream in one write (one system call) when they fit its buffer."""
     handler = _request_handler
     if handler is None:
-        logging.getLogger(REQUEST_LOGGER).info("request", extra={"fields": fields})
+        for fields in many:
+            logging.getLogger(REQUEST_LOGGER).info("request", extra={"fields": fields})
         return
-    line = orjson.dumps({"ts": timestamp(time.time()), "level": "info", "logger": REQUEST_LOGGER, "msg": "request",
-                         **fields}).decode()
+    ts = timestamp(time.time())
+    text = "".join([orjson.dumps({"ts": ts, "level": "info", "logger": REQUEST_LOGGER, "msg": "request",
+                                  **fields}).decode() + "\n" for fields in many])
     handler.acquire()
     try:
-        handler.stream.write(line + "\n")
+        handler.stream.write(text)
         handler.stream.flush()
     except (OSError, ValueError):  # stderr closed or gone: never fail a request over its log line
         pass

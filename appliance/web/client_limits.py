@@ -25,6 +25,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from appliance.loops import resolved as resolved_loop
 from appliance.settings import Settings
+from appliance.web.one_write import OneWrite
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -127,14 +128,14 @@ class _HeadLimits:
 
 def protocol_class(parser: str, *, max_head_bytes: int, head_timeout: float) -> type[asyncio.Protocol]:
     """A uvicorn protocol class for `parser` ("h11", "httptools" or "auto": httptools when
-    installed) with the head limits."""
+    installed) with the head limits, writing each response's head and body together (`OneWrite`)."""
     if parser == "auto":
         parser = "h11" if HttpToolsProtocol is None else "httptools"
     if parser == "httptools" and HttpToolsProtocol is None:
         raise ImportError("RUNLOG_HTTP_PARSER=httptools, but httptools is not installed (pip install httptools)")
     base = H11Protocol if parser == "h11" else HttpToolsProtocol
     limits = {"max_head_bytes": max_head_bytes, "head_timeout": head_timeout}
-    return type(f"Limited{base.__name__}", (_HeadLimits, base), limits)
+    return type(f"Limited{base.__name__}", (_HeadLimits, OneWrite, base), limits)
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
