@@ -49,10 +49,10 @@ from appliance.core.keys import NoteVerifier
 
 verify.ENTRIES_PER_WORKER = 1
 if sys.argv[2] == "die":
-    verify._serve = lambda connection, others: os._exit(3)  # the forked worker runs this
+    verify._serve = lambda connection, others, data: os._exit(3)  # the forked worker runs this
 if sys.argv[2] == "idle":  # workers never sent a slice (say, the file is not a bundle) end when closed
     for count in (2, 4):
-        pool = verify._Workers(count)
+        pool = verify._Workers(count, b"not a bundle")
         assert len(pool._workers) == count - 1
         pool.close()
         assert not any(process.is_alive() for process, _ in pool._workers)
@@ -60,10 +60,11 @@ if sys.argv[2] == "idle":  # workers never sent a slice (say, the file is not a 
 key = NoteVerifier.from_text(sys.argv[1])
 
 def outcome(path, workers):
-    pool = verify._Workers(workers)
+    data = open(path, "rb").read()
+    pool = verify._Workers(workers, data)
     try:
         assert workers == 1 or pool._workers, "no worker forked"
-        return verify_bundle(open(path, "rb").read(), key=key, split=pool.split).to_json()
+        return verify_bundle(data, key=key, split=pool.split).to_json()
     except AssertionError:
         raise
     except Exception as error:
