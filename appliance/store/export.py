@@ -7,6 +7,7 @@ checkpoint covers gets a consistency proof; anchors are named where the outbox r
 """
 
 import sqlite3
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date
 
@@ -76,6 +77,9 @@ _SPLIT = [[(height, (((position & (MID_SPAN - 1)) >> height) ^ 1) * HASH_SIZE) f
           + _WHOLE[position][MID_LEVEL:] for position in range(TILE_WIDTH)]
 
 
+_AHEAD = 256  # level-0 tiles read ahead per statement (~2 MiB)
+
+
 class _Proofs:
     """Inclusion proofs of many leaves of one tree, planned as transparency-dev/merkle does: the
     siblings of the leaf's path below its fork from the tree's right edge (perfect nodes, read
@@ -90,20 +94,37 @@ class _Proofs:
 
     def __init__(self, conn: sqlite3.Connection, size: int) -> None:
         self._conn, self._size = conn, size
-        self._tiles: dict[int, bytes] = {}
+        self._tiles: dict[int, bytes] = {}  # the level-0 tiles in use
         self._mids: dict[int, bytes] = {}  # stored level-4 nodes read ahead, not yet checked
+        self._ahead: list[int] = []  # the level-0 tiles `prefetch` was told of, ascending
         self._wholes: dict[tuple[int, int], list[bytes]] = {}
         self._uppers: dict[int, list[bytes]] = {}
         self._groups: dict[tuple[int, int], list[bytes]] = {}
         self._tails: dict[tuple[int, int], list[bytes]] = {}
 
     def prefetch(self, indices: list[int]) -> None:
-        """Read the full level-0 tiles of leaves `indices` and their level-4 nodes in a few
-        statements, not two per tile (each is still checked when first used)."""
-        tiles = sorted({index >> TILE_HEIGHT for index in indices if self._split(0, index >> TILE_HEIGHT)})
-        for tile_index, (tile, mids) in read_level0_tiles(self._conn, tiles).items():
-            self._tiles[tile_index] = tile
-            self._mids[tile_index] = mids
+        """Read the full level-0 tiles of leaves `indices` (in that order, ascending) and their
+        level-4 nodes ahead, `_AHEAD` tiles per statement, not two statements per tile (each is still
+        checked when first used). Only the batch in use is kept: the tiles of the leaves before it
+        are done with (a tile needed again is read again)."""
+        self._ahead = sorted({index >> TILE_HEIGHT for index in indices if self._split(0, index >> TILE_HEIGHT)})
+
+    def _tile(self, tile_index: int) -> bytes:
+        """Full level-0 tile `tile_index`, unchecked: read ahead with the next tiles if `prefetch`
+        named it, else alone."""
+        tile = self._tiles.get(tile_index)
+        if tile is None:
+            at = bisect_left(self._ahead, tile_index)
+            if at < len(self._ahead) and self._ahead[at] == tile_index:
+                # The batch before is done with, and what was hashed from it (redone if needed again).
+                self._tiles, self._mids, self._uppers, self._groups = {}, {}, {}, {}
+                for index, (tile, mids) in read_level0_tiles(self._conn, self._ahead[at:at + _AHEAD]).items():
+                    self._tiles[index] = tile
+                    self._mids[index] = mids
+                tile = self._tiles.get(tile_index)
+            if tile is None:
+                tile = self._tiles[tile_index] = read_tile_bytes(self._conn, TileID(0, tile_index))
+        return tile
 
     def _split(self, tile_level: int, tile_index: int) -> bool:
         """Whether this tile's nodes come from its level-4 nodes (a full level-0 tile)."""
@@ -134,9 +155,7 @@ class _Proofs:
         hashes and their parents up to level 3, then the tile's levels 4 to 7."""
         levels = self._groups.get((tile_index, group))
         if levels is None:
-            tile = self._tiles.get(tile_index)
-            if tile is None:
-                tile = self._tiles[tile_index] = read_tile_bytes(self._conn, TileID(0, tile_index))
+            tile = self._tile(tile_index)
             upper = self._upper(tile_index)
             first = group * MID_SPAN * HASH_SIZE
             levels = hash_levels(tile[first : first + MID_SPAN * HASH_SIZE], MID_LEVEL)
