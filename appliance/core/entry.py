@@ -252,17 +252,26 @@ def _build_parts(attrs: bytes, trace_id: str, span_id: str | None, parent_id: st
     return EntryParts(head, tail)
 
 
+# The `ts` object `encode_parts` last accepted. A request's events without `ts` share one string
+# (the appliance's time), and the ingest parser has checked a producer's `ts` just before: a str
+# is immutable, so the very object that passed the check passes it again (~3 us per event saved).
+_ts_accepted: object = None
+
+
 def encode_parts(*, trace_id: str, step: str, status: str, ts: str, source: str, attrs: Any,
                  span_id: str | None = None, parent_id: str | None = None, final: bool = False) -> EntryParts:
     """Validate an event's fields (the rules `encode_entry` applies to them, in the same order) and
     encode its share of the entry bytes. Raises `EntryError` naming the field."""
+    global _ts_accepted
     _check_id(trace_id, "trace_id", _TRACE_ID, 32)
     if span_id is not None:
         _check_id(span_id, "span_id", _SPAN_ID, 16)
     if parent_id is not None:
         _check_id(parent_id, "parent_id", _SPAN_ID, 16)
     _check_step_status(step, status, final)
-    check_utc(ts, field="ts")
+    if ts is not _ts_accepted:
+        check_utc(ts, field="ts")
+        _ts_accepted = ts
     _check_source(source)
     return _build_parts(_encode_attrs(attrs), trace_id, span_id, parent_id, step, status, final, ts, source)
 
