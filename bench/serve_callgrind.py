@@ -10,7 +10,10 @@ move with other load on the machine, so this is the figure for small before/afte
 (run it on each tree: PYTHONPATH=TREE). Under valgrind everything runs ~50x slower and one
 thread at a time, so group commits are smaller than in a real run: the writer's figure is an
 upper bound, and when the disk sets the pace (synchronous=FULL) fewer requests share the workers'
-fixed costs (status pushes, timers): compare before/after with `--synchronous NORMAL`.
+fixed costs (status pushes, timers): so each process's instructions while idle (`--idle` seconds
+first) are taken off at the same rate, and before/after are best compared with `--synchronous
+NORMAL`; still, more requests per event-loop turn cost less each, so compare runs that answered
+similar numbers of requests.
 """
 
 import argparse
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch", action="store_true", help="1,000 events per request (4 clients)")
     parser.add_argument("--out", type=Path, help="keep the callgrind files in this directory")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of an idle server measured first")
     parser.add_argument("--synchronous", default="FULL",
                         help="RUNLOG_SYNCHRONOUS (NORMAL: no fsync, so the disk does not set the pace)")
     args = parser.parse_args(argv)
@@ -77,32 +81,41 @@ def main(argv: list[str] | None = None) -> int:
             pids = _tree(server.process.pid)  # valgrind replaces itself with python: same pids
             for pid in pids:
                 subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True)
+            started = time.monotonic()
+            time.sleep(args.idle)  # no requests: the status pushes, timers and polls of an idle server
+            for pid in pids:
+                subprocess.run(["callgrind_control", "--dump=idle", str(pid)], capture_output=True)
+            idle_seconds = time.monotonic() - started
             load = wrk_load(server.url, "/v1/events", ADMIN_TOKEN, body_file, clients, args.seconds)
             for pid in pids:
                 subprocess.run(["callgrind_control", "-i", "off", str(pid)], capture_output=True)
         finally:
             server.stop(timeout=300)
-        requests = load.ok
+        requests = max(load.ok, 1)
         print(f"runlog serve, {args.workers} workers, {clients} clients, {args.seconds:.0f} s under callgrind: "
-              f"{requests} requests answered ({load.errors} errors), synchronous={args.synchronous}")
+              f"{load.ok} requests answered ({load.errors} errors), synchronous={args.synchronous}; "
+              f"instructions per request, less the same process's idle rate ({idle_seconds:.0f} s measured)")
         primary = server.process.pid
-        rows: dict[str, int] = {}
+        parts: dict[tuple[str, int], list[int]] = {}
         for path in sorted(out.glob("cg.*")):
-            match = re.fullmatch(r"cg\.(\d+)(?:-(\d+))?", path.name)
-            if match is None:
+            text = path.read_text(errors="replace")
+            header = dict(re.findall(r"^(pid|thread|part): (\d+)$", text, re.M))
+            if not header or int(header["pid"]) not in pids:
                 continue
-            pid, thread = int(match[1]), int(match[2] or 1)
-            if pid not in pids:
-                continue
+            pid = int(header["pid"])
             role = "primary" if pid == primary else f"worker {pids.index(pid)}"
-            rows[f"{role} thread {thread}"] = _totals(path)
-        total = sum(rows.values())
+            parts.setdefault((role, int(header.get("thread", 1))), []).append((int(header.get("part", 1)), _totals(path)))
+        rows: dict[str, float] = {}
+        for (role, thread), counts in sorted(parts.items()):
+            counts.sort()
+            idle, loaded = (counts[0][1], counts[-1][1]) if len(counts) > 1 else (0, counts[0][1])
+            rows[f"{role} thread {thread}"] = loaded - idle * args.seconds / idle_seconds
         for name, count in rows.items():
-            if count:
-                print(f"  {name:22} {count / max(requests, 1) / 1000:10.1f}k instructions per request")
+            if count > 0.0005 * requests * 1000:
+                print(f"  {name:22} {count / requests / 1000:10.1f}k")
         workers = sum(count for name, count in rows.items() if name.startswith("worker"))
-        print(f"  {'workers together':22} {workers / max(requests, 1) / 1000:10.1f}k")
-        print(f"  {'whole tree':22} {total / max(requests, 1) / 1000:10.1f}k")
+        print(f"  {'workers together':22} {workers / requests / 1000:10.1f}k")
+        print(f"  {'whole tree':22} {sum(rows.values()) / requests / 1000:10.1f}k")
     return 0
 
 
