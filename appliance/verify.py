@@ -229,8 +229,9 @@ class _Workers:
 
 def _serve(connection: Any, others: list[Any], data: bytes) -> None:
     """A worker: parse the file's bytes as `verify_bundle` does, check the one slice it is sent (if
-    any: with the context less its entries, and their count), send the result back, end. It leaves Ctrl-C to the parent, and anything unexpected too: the parent then checks the
-    slice itself. `others`: the parent's pipe ends it was forked holding, closed first."""
+    any: with the context less its entries, and their count), send the result back, end. It
+    leaves Ctrl-C to the parent, and anything unexpected too: the parent then checks the slice
+    itself. `others`: the parent's pipe ends it was forked holding, closed first."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for other in others:
         other.close()

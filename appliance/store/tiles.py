@@ -94,6 +94,9 @@ def read_level4_nodes(conn: sqlite3.Connection, index: int) -> bytes:
     return row[0]
 
 
+_BATCH = 500  # tiles per statement (SQLite allows 32,766 parameters since 3.32, 999 before)
+
+
 def read_level0_tiles(conn: sqlite3.Connection, indices: list[int]) -> dict[int, tuple[bytes, bytes]]:
     """Full level-0 tiles `indices` with their stored level-4 nodes, unchecked: {index: (tile bytes,
     level-4 nodes)}, in statements of a few hundred tiles. A tile or nodes row that is missing or of
@@ -107,9 +110,6 @@ def read_level0_tiles(conn: sqlite3.Connection, indices: list[int]) -> dict[int,
         found.update((index, (tile, mids)) for index, tile, mids in rows
                      if len(tile) == TILE_BYTES and len(mids) == MIDS_BYTES)
     return found
-
-
-_BATCH = 500  # tiles per statement (SQLite allows 32,766 parameters since 3.32, 999 before)
 
 
 def _right_edge_hashes(conn: sqlite3.Connection, level: int, index: int, width: int) -> list[bytes]:

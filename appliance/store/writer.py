@@ -363,7 +363,8 @@ class Writer:
         rows.appended.extend(appended)
         self._overlay.update(touched)
         hashes = tuple(item.entry_hash for item in appended)
-        result = AppendResult(appended[0].seq, hashes, received_at, self._receipts.sign(appended[0].seq, received_at, hashes))
+        receipt = self._receipts.sign(appended[0].seq, received_at, hashes)
+        result = AppendResult(appended[0].seq, hashes, received_at, receipt)
         if key is not None:
             response = result.to_json()
             rows.idempotency.append((*key, request.request_hash, response, received_at))
