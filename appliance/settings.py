@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from appliance.core.errors import NoteFormatError, RunlogError
 from appliance.core.keys import check_key_name
-from appliance.core.receipt import HEADER as RECEIPT_HEADER
+from appliance.core.receipt import RESERVED_PREFIX as RECEIPT_PREFIX
 from appliance.loops import LOOPS, uvloop_installed
 from appliance.store.tokens import MAX_TOKEN_CHARS, MIN_ADOPTED_TOKEN_CHARS
 
@@ -249,8 +249,8 @@ def _origin(text: str) -> str:
         check_key_name(text)
     except NoteFormatError as error:
         raise SettingsError("RUNLOG_ORIGIN", f"not a valid note key name: {error}") from None
-    if text == RECEIPT_HEADER:
-        raise SettingsError("RUNLOG_ORIGIN", f"{RECEIPT_HEADER!r} is reserved for receipts")
+    if text.startswith(RECEIPT_PREFIX):
+        raise SettingsError("RUNLOG_ORIGIN", f"names starting with {RECEIPT_PREFIX!r} are reserved for receipts")
     return text
 
 

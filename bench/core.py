@@ -36,7 +36,7 @@ from appliance.core.hashing import node_hash, sha256  # noqa: E402
 from appliance.core.keys import generate_signer  # noqa: E402
 from appliance.core.proof_plan import consistency_proof, inclusion_proof  # noqa: E402
 from appliance.core.proof_verify import verify_consistency, verify_inclusion  # noqa: E402
-from appliance.core.receipt import Receipt, open_receipt, sign_receipt  # noqa: E402
+from appliance.core.receipt import Receipt, ReceiptSigner, open_receipt, sign_receipts  # noqa: E402
 from appliance.core.sequencer import Event, RunHead, Sequencer  # noqa: E402
 from appliance.core.timefmt import format_utc  # noqa: E402
 from appliance.core.tree import NodeID, perfect_subtrees  # noqa: E402
@@ -154,7 +154,9 @@ def benchmarks() -> dict[str, Callable[[], int]]:
     signed = sign_checkpoint(checkpoint, log_signer, [cosigner], timestamp=1795824000)
     log_only = sign_checkpoint(checkpoint, log_signer)
     receipt = Receipt.for_entries(ORIGIN, 41, format_utc(T0), [leaves[0]])
-    signed_receipt = sign_receipt(receipt, log_signer)
+    signed_receipt = sign_receipts([receipt] * 12, log_signer)[5]
+    receipt_signer = ReceiptSigner(ORIGIN, log_signer)
+    group = [(41 + i, [leaves[i]]) for i in range(12)]
     raw_key = nacl.signing.SigningKey(sha256(b"bench raw key"))
     raw_signature = raw_key.sign(b"x" * 100).signature
     frontier = CompactRange.from_peaks(TREE_SIZE, [synthetic_node(n) for n in perfect_subtrees(0, TREE_SIZE)])
@@ -196,10 +198,13 @@ def benchmarks() -> dict[str, Callable[[], int]]:
         "open_checkpoint (log key only)": lambda: open_checkpoint(log_only, log_verifier, origin=ORIGIN) and 1,
         "open_checkpoint (log + clock cosignature)": lambda: open_checkpoint(
             signed, log_verifier, origin=ORIGIN, cosigner_verifiers=[clock_verifier]) and 1,
-        "sign_receipt (one entry)": lambda: sign_receipt(receipt, log_signer) and 1,
-        "Receipt.for_entries + sign_receipt (1,000 entries)": lambda: sign_receipt(
-            Receipt.for_entries(ORIGIN, 41, format_utc(T0), leaves[:1000]), log_signer) and 1,
-        "open_receipt": lambda: open_receipt(signed_receipt, log_verifier, origin=ORIGIN) and 1,
+        "ReceiptSigner.sign_batch (one request of one entry)": lambda: receipt_signer.sign_batch(
+            format_utc(T0), group[:1]) and 1,
+        "ReceiptSigner.sign_batch (12 requests of one entry, per request)": lambda: len(receipt_signer.sign_batch(
+            format_utc(T0), group)),
+        "Receipt.for_entries + sign_receipts (1,000 entries)": lambda: sign_receipts(
+            [Receipt.for_entries(ORIGIN, 41, format_utc(T0), leaves[:1000])], log_signer) and 1,
+        "open_receipt (batch of 12)": lambda: open_receipt(signed_receipt, log_verifier, origin=ORIGIN) and 1,
         "pynacl Ed25519 sign (raw)": lambda: raw_key.sign(b"x" * 100) and 1,
         "pynacl Ed25519 verify (raw)": lambda: raw_key.verify_key.verify(b"x" * 100, raw_signature) and 1,
     }

@@ -299,6 +299,8 @@ class Writer:
             self._fetch_run_heads(group)
             for request, _ in group:
                 outcomes.append(self._apply(request, received_at, rows))
+            if rows.accepted:
+                outcomes = self._sign_receipts(received_at, rows, outcomes)
             entries, run_entries, new_runs, extended_runs, settled_runs = _group_rows(rows.appended, self._overlay)
             self._conn.executemany(_INSERT_ENTRY, entries)
             self._conn.executemany(_INSERT_RUN_ENTRY, run_entries)
@@ -340,8 +342,9 @@ class Writer:
             self.on_commit(self._sequencer.size - frontier.size)
         _settle([(waiter, outcome) for (_, waiter), outcome in zip(group, outcomes)])
 
-    def _apply(self, request: AppendRequest, received_at: str, rows: "_GroupRows") -> AppendResult | RunlogError:
-        """Sequence one request (all or nothing) and stage its rows; its receipt is signed here."""
+    def _apply(self, request: AppendRequest, received_at: str,
+               rows: "_GroupRows") -> "_Accepted | AppendResult | RunlogError":
+        """Sequence one request (all or nothing) and stage its rows; `_sign_receipts` finishes it."""
         if not request.events:
             return InvalidInput("a request must carry at least one event", field="events")
         key = (request.source, request.idempotency_key) if request.idempotency_key else None
@@ -355,32 +358,65 @@ class Writer:
                 if earlier[0] != request.request_hash:
                     return IdempotencyConflict(f"Idempotency-Key {request.idempotency_key!r} was already used "
                                                "with different content")
-                return earlier[1]
+                return earlier[1]  # an AppendResult, or the _Accepted of a request earlier in this group
         try:
             appended, touched = self._sequencer.extend(request.events, received_at, self._tiles.on_node)
         except EntryError as error:
             return error
         rows.appended.extend(appended)
         self._overlay.update(touched)
-        hashes = tuple(item.entry_hash for item in appended)
-        receipt = self._receipts.sign(appended[0].seq, received_at, hashes)
-        result = AppendResult(appended[0].seq, hashes, received_at, receipt)
+        accepted = _Accepted(appended[0].seq, tuple(item.entry_hash for item in appended), key, request.request_hash)
+        rows.accepted.append(accepted)
         if key is not None:
-            response = result.to_json()
-            rows.idempotency.append((*key, request.request_hash, response, received_at))
-            rows.idempotent[key] = (request.request_hash, AppendResult.from_json(response))
-        return result
+            rows.idempotent[key] = (request.request_hash, accepted)
+        return accepted
+
+    def _sign_receipts(self, received_at: str, rows: "_GroupRows",
+                       outcomes: list["_Accepted | AppendResult | RunlogError"]) -> list[AppendResult | RunlogError]:
+        """The group's receipts under one signature (core/receipt.py), its idempotency rows, and
+        each request's result; a retry within the group gets its original's as a replay."""
+        receipts = self._receipts.sign_batch(received_at, [(a.first_seq, a.entry_hashes) for a in rows.accepted])
+        for accepted, receipt in zip(rows.accepted, receipts):
+            accepted.result = AppendResult(accepted.first_seq, accepted.entry_hashes, received_at, receipt)
+            if accepted.key is not None:
+                response = accepted.result.to_json()
+                rows.idempotency.append((*accepted.key, accepted.request_hash, response, received_at))
+                accepted.replay = AppendResult.from_json(response)
+        finished: list[AppendResult | RunlogError] = []
+        originals: set[_Accepted] = set()
+        for outcome in outcomes:
+            if isinstance(outcome, _Accepted):
+                if outcome in originals:
+                    outcome = outcome.replay
+                else:
+                    originals.add(outcome)
+                    outcome = outcome.result
+            finished.append(outcome)
+        return finished
+
+
+class _Accepted:
+    """A request the group accepted, until its receipt is signed with the group's."""
+
+    __slots__ = ("first_seq", "entry_hashes", "key", "request_hash", "result", "replay")
+
+    def __init__(self, first_seq: int, entry_hashes: tuple[bytes, ...], key: tuple[str, str] | None,
+                 request_hash: bytes) -> None:
+        self.first_seq, self.entry_hashes, self.key, self.request_hash = first_seq, entry_hashes, key, request_hash
+        self.result: AppendResult | None = None
+        self.replay: AppendResult | None = None  # what a retry with the same key gets
 
 
 class _GroupRows:
     """What one group commit inserts, staged request by request: one executemany per table."""
 
-    __slots__ = ("appended", "idempotency", "idempotent")
+    __slots__ = ("appended", "idempotency", "idempotent", "accepted")
 
     def __init__(self) -> None:
         self.appended: list[Appended] = []
         self.idempotency: list[tuple] = []
-        self.idempotent: dict[tuple[str, str], tuple[bytes, AppendResult]] = {}
+        self.idempotent: dict[tuple[str, str], tuple[bytes, "_Accepted | AppendResult"]] = {}
+        self.accepted: list[_Accepted] = []
 
 
 def _settle(outcomes: list[tuple[_Waiter, AppendResult | BaseException]]) -> None:

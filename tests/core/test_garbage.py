@@ -54,7 +54,7 @@ CHECKPOINT = checkpoint.Checkpoint(ORIGIN, 3, hashlib.sha256(b"a root").digest()
 SIGNED_CHECKPOINT = checkpoint.sign_checkpoint(CHECKPOINT, LOG_SIGNER, [COSIGNER], timestamp=1795824000)
 RECEIPT = receipt.Receipt.for_entries(ORIGIN, 41, "2026-11-28T08:00:00.000001Z",
                                       [hashlib.sha256(data).digest() for data in GOOD_LOG[:3]])
-SIGNED_RECEIPT = receipt.sign_receipt(RECEIPT, LOG_SIGNER)
+SIGNED_RECEIPT = receipt.sign_receipts([RECEIPT], LOG_SIGNER)[0]
 KEY_STRINGS = [LOG_SIGNER.to_text(), LOG_VERIFIER.to_text(), COSIGNER.to_text(), CLOCK_VERIFIER.to_text()]
 _KEYS_FILE = (f"runlog-keys/v1\nlog {LOG_VERIFIER.to_text()} 2026-11-01T00:00:00Z 2026-11-28T00:00:00Z\n"
               f"clock {CLOCK_VERIFIER.to_text()} 2026-11-01T00:00:00Z -\n")
@@ -400,6 +400,7 @@ TARGETS: dict[str, Target] = {
     "Receipt.check_covers": (st.tuples(COUNTS, st.one_of(st.lists(HASHES, max_size=4), WRONG_TYPES)),
                              RECEIPT.check_covers),
     "digest_of": (one(st.one_of(st.lists(HASHES, max_size=3), WRONG_TYPES)), receipt.digest_of),
+    "check_origin": (one(NAMES), receipt.check_origin),
     "open_receipt": (st.tuples(text_or_bytes_input([SIGNED_RECEIPT]), NAMES),
                      lambda message, origin: receipt.open_receipt(message, LOG_VERIFIER, origin=origin)),
     # Merkle tree, proofs, tiles

@@ -10,7 +10,8 @@ from appliance.core.chain import ChainHead, verify_global_chain
 from appliance.core.entry import entry_hash
 from appliance.core.errors import NoteFormatError, SignatureError
 from appliance.core.keys import NoteSigner, NoteVerifier
-from appliance.core.receipt import Receipt, ReceiptError, digest_of, open_receipt, sign_receipt
+from appliance.core.note import sign_note
+from appliance.core.receipt import Receipt, ReceiptError, digest_of, open_receipt
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 RECEIPTS = VECTORS / "receipt"
@@ -58,7 +59,7 @@ def test_example_is_reproduced_byte_for_byte() -> None:
     assert receipt.to_text() == EXAMPLE["text"]
     signer = NoteSigner.from_text(EXAMPLE["log_signer_key"])
     assert signer.verifier().to_text() == EXAMPLE["log_verifier_key"]
-    assert sign_receipt(receipt, signer) == EXAMPLE["message"]
+    assert sign_note(receipt.to_text(), [signer]).decode() == EXAMPLE["message"]
     assert Receipt.from_text(EXAMPLE["text"]) == receipt
 
 

@@ -92,6 +92,35 @@ def test_receipts_are_signed_and_cover_exactly_the_request(db):
     assert [h for _, h in stored(db)[1:]] == list(result.entry_hashes)
 
 
+def test_a_group_commit_signs_its_receipts_once(db):
+    """Requests that share a group commit share one signed batch note (docs/FORMAT.md, Receipts):
+    each receipt opens alone; a retry in the same group replays its original's; a refused request
+    is not in the batch."""
+    writer = open_writer(db)
+    holding, gate = threading.Event(), threading.Event()
+    writer.on_commit = lambda _count: holding.set() or gate.wait(10)  # holds the writer after a commit
+    first = writer.submit(request(event(0)))
+    assert holding.wait(10)
+    group = [writer.submit(request(event(1, "a"), event(2, "b"))),
+             writer.submit(request(event(3), key="k", digest=b"K")),
+             writer.submit(request(event(4, "x", status="exploded"))),
+             writer.submit(request(event(3), key="k", digest=b"K")),
+             writer.submit(request(event(5)))]
+    gate.set()
+    first.result(10)
+    results = [future.exception(10) or future.result() for future in group]
+    writer.stop()
+    assert isinstance(results[2], EntryError)
+    accepted = [results[0], results[1], results[4]]
+    notes = {result.receipt.split("\n\n", 1)[1] for result in accepted}
+    assert len(notes) == 1 and notes.pop().startswith(f"runlog-receipt-batch/v2\n{ORIGIN}\n3\n")
+    for result in accepted:
+        open_receipt(result.receipt, SIGNER.verifier(), origin=ORIGIN).check_covers(result.first_seq,
+                                                                                  list(result.entry_hashes))
+    assert results[3].replayed and results[3].receipt == results[1].receipt and not results[1].replayed
+    assert sorted(int(r.receipt.split("index ")[1].split("\n")[0]) for r in accepted) == [0, 1, 2]
+
+
 def test_a_bad_request_fails_alone_and_writes_nothing(db):
     writer = open_writer(db)
     good = writer.submit(request(event(0, "ok")))
