@@ -9,7 +9,6 @@ from typing import Any, Literal
 import msgspec
 
 from appliance.core.entry import Entry
-from appliance.core.receipt import Receipt
 
 
 class ErrorDetail(msgspec.Struct, frozen=True):
@@ -27,7 +26,8 @@ class ErrorOut(msgspec.Struct, frozen=True):
 class ReceiptOut(msgspec.Struct, frozen=True):
     """What an accepted append returns: one receipt covering the request's entries.
 
-    `receipt` is the signed note (appliance.core.receipt) to keep as proof of acceptance.
+    `receipt` (appliance.core.receipt, docs/FORMAT.md "Receipts") is the proof of acceptance to
+    keep: the request's statement and its path to the group commit's signed batch note.
     """
 
     first_seq: int
@@ -36,17 +36,6 @@ class ReceiptOut(msgspec.Struct, frozen=True):
     entry_hashes: list[str]
     received_at: str
     receipt: str
-
-    @classmethod
-    def from_receipt(cls, receipt: Receipt, entry_hashes: list[bytes], note: str) -> "ReceiptOut":
-        return cls(
-            first_seq=receipt.first_seq,
-            count=receipt.count,
-            seq=list(range(receipt.first_seq, receipt.first_seq + receipt.count)),
-            entry_hashes=[digest.hex() for digest in entry_hashes],
-            received_at=receipt.received_at,
-            receipt=note,
-        )
 
 
 class EventOut(msgspec.Struct, frozen=True):
