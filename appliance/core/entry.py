@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _json_string  # RFC 8785 string rules, see docs
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import rfc8785
 
@@ -286,6 +286,23 @@ def join_parts(parts: EntryParts, *, seq: int, run_seq: int, received_at: str, p
     run_prev_text = "null" if run_prev is None else f'"{run_prev.hex()}"'
     return b"".join((parts.head, f',"prev":{prev_text},"received_at":"{received_at}","run_prev":{run_prev_text}'
                                  f',"run_seq":{run_seq},"seq":{seq}'.encode(), parts.tail))
+
+
+class JoinTemplates(NamedTuple):
+    """`join_parts` for the entries of one `received_at` (a group commit shares one) as two bytes
+    %-templates, for the writer's path: `linked % (head, prev_hex, run_prev_hex, run_seq, seq, tail)`
+    and, for a run's first entry (run_seq 0, run_prev null), `run_start % (head, prev_hex, seq, tail)`,
+    where `prev_hex`/`run_prev_hex` are `binascii.hexlify` of 32-byte hashes (so seq > 0). The
+    preconditions of `join_parts`; the sequencer's entries are tested equal to `encode_entry`'s."""
+
+    linked: bytes
+    run_start: bytes
+
+
+def join_templates(received_at: str) -> JoinTemplates:
+    received = f',"received_at":"{received_at}","run_prev":'.encode().replace(b"%", b"%%")
+    return JoinTemplates(b'%b,"prev":"%b"' + received + b'"%b","run_seq":%d,"seq":%d%b',
+                         b'%b,"prev":"%b"' + received + b'null,"run_seq":0,"seq":%d%b')
 
 
 def encode_entry(entry: Entry) -> bytes:

@@ -6,19 +6,23 @@ A batch is all-or-nothing: `extend` validates every event against a scratch stat
 commits the new heads, so a bad event in the middle of a batch leaves the sequencer unchanged.
 """
 
+from binascii import hexlify
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from appliance.core.compact import CompactRange, NodeVisitor
-from appliance.core.entry import Entry, EntryParts, encode_parts, join_parts
+from appliance.core.entry import Entry, EntryParts, encode_parts, join_parts, join_templates
 from appliance.core.errors import EntryError, InvalidInput
 from appliance.core.hashing import leaf_hash, sha256
 from appliance.core.timefmt import check_utc
 
+_NO_ATTRS: Mapping[str, Any] = MappingProxyType({})
 
-@dataclass(frozen=True, slots=True)
-class Event:
+
+# Event, RunHead and Appended are made once per event on the ingest path: named tuples (immutable
+# too) cost a quarter to a half of a frozen dataclass's construction.
+class Event(NamedTuple):
     """What a producer says about one step; the appliance adds the rest of the entry."""
 
     trace_id: str
@@ -26,19 +30,20 @@ class Event:
     status: str
     ts: str
     source: str
-    attrs: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = _NO_ATTRS
     span_id: str | None = None
     parent_id: str | None = None
     final: bool = False
-    # Set only by `prepared()`: the canonical parts `encode_parts` made from the fields above.
-    parts: EntryParts | None = field(default=None, repr=False, compare=False)
+    # Set only by `prepared()` (or a parser that checked the fields): the canonical parts
+    # `encode_parts` made from the fields above.
+    parts: EntryParts | None = None
 
     def prepared(self) -> "Event":
         """This event with every field checked and its canonical parts encoded now, so that the
         sequencer only joins bytes (the ingest path calls it before handing events to the writer).
         Raises `EntryError` naming the field."""
         return Event(self.trace_id, self.step, self.status, self.ts, self.source, self.attrs, self.span_id,
-                     self.parent_id, self.final, self._encode())  # not dataclasses.replace: 10x slower
+                     self.parent_id, self.final, self._encode())
 
     def _encode(self) -> EntryParts:
         attrs = dict(self.attrs) if isinstance(self.attrs, Mapping) else self.attrs
@@ -47,8 +52,6 @@ class Event:
                             final=self.final)
 
 
-# RunHead and Appended are made once per event on the writer's path: named tuples (immutable too)
-# cost half of a frozen dataclass's construction.
 class RunHead(NamedTuple):
     """A run after its last entry: `count` entries so far, the last one's hash and seq, and the seq
     of its first entry (the store's key for the run)."""
@@ -134,10 +137,13 @@ class Sequencer:
         the sequencer unchanged if any event is invalid or targets a closed run.
         """
         check_utc(received_at, field="received_at")
+        linked, run_start = join_templates(received_at)
         appended: list[Appended] = []
+        leaves: list[bytes] = []
         touched: dict[str, RunHead] = {}
         lookup = self._lookup_run
         seq, prev = self._frontier.size, self._head_hash
+        prev_hex = None if prev is None else hexlify(prev)
         for index, event in enumerate(events):
             trace_id, parts = event.trace_id, event.parts
             if type(trace_id) is not str:  # checked in full by encode_parts; a dict key needs a str
@@ -145,26 +151,31 @@ class Sequencer:
                 error.index = index  # type: ignore[attr-defined]
                 raise error
             run = touched.get(trace_id) or lookup(trace_id)
-            if run is None:
-                run_seq, run_prev = 0, None
-            elif run.closed:
+            if run is not None and run.closed:
                 error = RunClosedError(f"run {trace_id} was closed by its final entry at seq {run.last_seq}",
                                        field="trace_id")
                 error.index = index  # type: ignore[attr-defined]
                 raise error
-            else:
-                run_seq, run_prev = run.count, run.head
             if parts is None:
                 try:
                     parts = event._encode()
                 except EntryError as error:
                     error.index = index  # type: ignore[attr-defined]
                     raise
-            data = join_parts(parts, seq=seq, run_seq=run_seq, received_at=received_at, prev=prev, run_prev=run_prev)
-            digest = sha256(data)  # the entry hash
-            appended.append(Appended(event, seq, run_seq, received_at, prev, run_prev, data, digest, leaf_hash(data)))
+            if prev_hex is None:  # the log's first entry
+                run_seq, run_prev = 0, None
+                data = join_parts(parts, seq=seq, run_seq=0, received_at=received_at, prev=None, run_prev=None)
+            elif run is None:
+                run_seq, run_prev = 0, None
+                data = run_start % (parts.head, prev_hex, seq, parts.tail)
+            else:
+                run_seq, run_prev = run.count, run.head
+                data = linked % (parts.head, prev_hex, hexlify(run_prev), run_seq, seq, parts.tail)
+            digest, leaf = sha256(data), leaf_hash(data)  # the entry hash, the Merkle leaf
+            appended.append(Appended(event, seq, run_seq, received_at, prev, run_prev, data, digest, leaf))
+            leaves.append(leaf)
             touched[trace_id] = RunHead(run_seq + 1, digest, seq, event.final, seq if run is None else run.first_seq)
-            seq, prev = seq + 1, digest
-        self._frontier.extend([item.leaf_hash for item in appended], on_node)
+            seq, prev, prev_hex = seq + 1, digest, hexlify(digest)
+        self._frontier.extend(leaves, on_node)
         self._head_hash = prev
         return appended, touched

@@ -1,13 +1,20 @@
 """The sequencer turns events into chained entries; what it produces must pass both chain
 verifiers and the Merkle reference, and a bad batch must leave no trace."""
 
+import json
+from binascii import hexlify
+
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.core.chain import RunChains, verify_global_chain, verify_run_chain
 from appliance.core.compact import CompactRange
-from appliance.core.entry import decode_entry
+from appliance.core.entry import EntryParts, decode_entry, encode_entry, join_parts, join_templates
 from appliance.core.errors import EntryError, InvalidInput
 from appliance.core.sequencer import Event, RunClosedError, RunHead, Sequencer
+from appliance.core.hashing import leaf_hash, sha256
 from appliance.core.tree import root_from_leaf_hashes
 
 TRACES = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c", "5759e988bd862e3fe1be46a994272793"]
@@ -86,3 +93,67 @@ def test_restoring_from_a_saved_frontier_continues_the_same_log():
 def test_head_hash_must_match_emptiness():
     with pytest.raises(InvalidInput):
         Sequencer(MemoryRuns(), head_hash=b"\x00" * 32)
+
+
+# The sequencer joins an event's parts with the fields the log assigns through `join_templates`
+# (bytes %-templates for the group's received_at), not `join_parts`: the entries it makes must be
+# byte for byte what `encode_entry` makes of the same values, from any log size and run state.
+_hex = lambda n: st.text("0123456789abcdef", min_size=n, max_size=n).filter(lambda s: s != "0" * n)  # noqa: E731
+_utc = st.from_regex(r"20[0-9]{2}-0[1-9]-1[0-9]T[01][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z", fullmatch=True)
+_hash = st.binary(min_size=32, max_size=32)
+_attrs = st.dictionaries(st.text(max_size=4), st.none() | st.booleans() | st.integers(-2**53 + 1, 2**53 - 1)
+                         | st.text(max_size=8) | st.floats(-1e15, 1e15), max_size=3)
+
+
+@st.composite
+def _events(draw: st.DrawFn, traces: list[str]) -> Event:
+    status = draw(st.sampled_from(["started", "succeeded", "failed", "skipped", "info"]))
+    step = draw(st.text(st.characters(blacklist_categories=["Cc", "Cs"]), min_size=1, max_size=12))
+    event = Event(trace_id=draw(st.sampled_from(traces)), step=step, status=status, ts=draw(_utc),
+                  source=draw(st.sampled_from(["ci", "a-b_c"])), attrs=draw(_attrs), span_id=draw(st.none() | _hex(16)),
+                  parent_id=draw(st.none() | _hex(16)), final=status in ("succeeded", "failed") and draw(st.booleans()))
+    return event.prepared() if draw(st.booleans()) else event
+
+
+@st.composite
+def _logs(draw: st.DrawFn) -> tuple[Sequencer, list[Event], str]:
+    traces = draw(st.lists(_hex(32), min_size=1, max_size=4, unique=True))
+    known = {trace: RunHead(draw(st.integers(1, 2**53 - 2)), draw(_hash), 0, False, draw(st.integers(0, 2**40)))
+             for trace in traces if draw(st.booleans())}
+    size = draw(st.sampled_from([0, 1, 255, 256]) | st.integers(0, 2**53 - 100))
+    if size == 0:
+        sequencer = Sequencer(known.get)
+    else:
+        peaks = [draw(_hash) for _ in range(size.bit_count())]
+        sequencer = Sequencer(known.get, frontier=CompactRange.from_peaks(size, peaks), head_hash=draw(_hash))
+    return sequencer, draw(st.lists(_events(traces), min_size=1, max_size=8)), draw(_utc)
+
+
+@given(_logs())
+@settings(max_examples=150, deadline=None)
+def test_sequenced_entries_are_the_bytes_encode_entry_makes(log: tuple[Sequencer, list[Event], str]) -> None:
+    sequencer, events, received_at = log
+    head = sequencer.head_hash
+    try:
+        appended, _ = sequencer.extend(events, received_at)
+    except EntryError:  # a run closed earlier in the batch, or a float that does not survive its text
+        return
+    for item in appended:
+        assert item.data == encode_entry(item.entry) == rfc8785.dumps(json.loads(item.data))
+        assert item.prev == head and item.entry_hash == sha256(item.data) and item.leaf_hash == leaf_hash(item.data)
+        head = item.entry_hash
+    assert sequencer.head_hash == head
+
+
+@given(st.binary(max_size=40), st.binary(max_size=40), st.integers(1, 2**53 - 1), st.integers(0, 2**53 - 1), _utc,
+       _hash, st.none() | _hash)
+def test_join_templates_equal_join_parts(head: bytes, tail: bytes, seq: int, run_seq: int, received_at: str,
+                                         prev: bytes, run_prev: bytes | None) -> None:
+    linked, run_start = join_templates(received_at)
+    parts = EntryParts(head, tail)
+    run_seq = run_seq if run_prev is not None else 0
+    expected = join_parts(parts, seq=seq, run_seq=run_seq, received_at=received_at, prev=prev, run_prev=run_prev)
+    if run_prev is None:
+        assert run_start % (head, hexlify(prev), seq, tail) == expected
+    else:
+        assert linked % (head, hexlify(prev), hexlify(run_prev), run_seq, seq, tail) == expected
