@@ -8,11 +8,12 @@ The store is built by `appliance.store.writer.Writer` (the writer `runlog serve`
 default synchronous=FULL) with requests of 1,000 events, 20 requests in flight so that group
 commit works as it does under load. Producers keep 100 runs of 10 steps open at a time (the last
 step closes the run), and one 1,000-step run is spread evenly over the middle half of the log.
-Then `runlog serve` starts on the store twice, and both start-up times are figures: it verifies
-the log after the last checkpoint, so the first start verifies the whole log (the writer alone
-cuts no checkpoint: as after a crash before the first one), the second, after a clean stop that
-signed a checkpoint at the head, almost nothing. On the second, one client measures sequentially
-over keep-alive p50/p99 of `GET /v1/runs/{id}` for the long run (first page, default limit 100;
+Then a checkpoint of the whole store is cut as `runlog checkpoint` does, and `runlog serve` starts
+on the store twice; both start-up times are figures. It verifies the log after the last checkpoint,
+so both verify almost nothing: the second comes after a clean stop that signed a checkpoint at the
+head. With --no-checkpoint the writer's store is left as after a crash before the first checkpoint,
+and the first start-up verifies the whole log (about 20 minutes at 10M). On the second start, one
+client measures sequentially over keep-alive p50/p99 of `GET /v1/runs/{id}` for the long run (first page, default limit 100;
 and all 1,000 events with limit=1000) and of `GET /v1/proofs/inclusion` at the full tree size,
 one proof checked with the core. Last, the store's bytes per entry, by table via `dbstat`.
 
@@ -40,6 +41,7 @@ from ingest import ADMIN_TOKEN, fsync_probe, runlog_server  # bench/ is this scr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from appliance.checkpointer import cut_on_demand, load_signers  # noqa: E402
 from appliance.core.hashing import leaf_hash  # noqa: E402
 from appliance.core.proof_verify import verify_inclusion  # noqa: E402
 from appliance.core.sequencer import Event  # noqa: E402
@@ -47,6 +49,7 @@ from appliance.core.timefmt import format_utc  # noqa: E402
 from appliance.keyfile import load_signer  # noqa: E402
 from appliance.service import init_appliance  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
+from appliance.store.db import open_store  # noqa: E402
 from appliance.store.writer import AppendRequest, Writer  # noqa: E402
 
 BATCH = 1000
@@ -112,8 +115,7 @@ def long_run_plan(entries: int) -> list[int]:
 def build(settings: Settings, entries: int) -> float:
     """Append `entries` events through the real writer; return entries per second.
 
-    Only the writer runs (no checkpointer), so the store ends without a checkpoint: the first
-    `runlog serve` on it verifies the whole log, as after a crash before the first checkpoint."""
+    Only the writer runs (no checkpointer), so the store ends without a checkpoint (see `checkpoint`)."""
     if entries < 4 * LONG_STEPS:
         raise SystemExit(f"--entries must be at least {4 * LONG_STEPS:,} to hold the {LONG_STEPS:,}-step run")
     init_appliance(settings)
@@ -147,6 +149,17 @@ def build(settings: Settings, entries: int) -> float:
     finally:
         writer.stop()
     return rate
+
+
+def checkpoint(settings: Settings) -> int:
+    """Sign a checkpoint of every committed entry, as `runlog checkpoint` does; return its size."""
+    conn = open_store(settings.db_path, synchronous=settings.synchronous)
+    try:
+        signed, _ = cut_on_demand(conn, load_signers(settings.keys_dir, settings.origin),
+                                  now=datetime.now(timezone.utc))
+    finally:
+        conn.close()
+    return signed.size
 
 
 def percentiles(samples: list[float]) -> str:
@@ -207,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="build (or reuse) the store here and keep it")
     parser.add_argument("--startup-timeout", type=float, default=7200.0, help="seconds to wait for runlog serve")
     parser.add_argument("--workers", type=int, help="RUNLOG_WORKERS for runlog serve (default: its own, auto)")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="cut no checkpoint after building, so the first start-up verifies the whole log")
     args = parser.parse_args(argv)
     entries, samples = (5_000, 100) if args.quick else (args.entries, args.samples)
     temporary = args.data_dir is None
@@ -226,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             rate = build(settings, entries)
             print(f"  built {entries:,} entries through the writer in {time.perf_counter() - started:,.1f} s "
                   f"({rate:,.0f} entries/s, batches of {BATCH:,}, synchronous=FULL)", flush=True)
+            if not args.no_checkpoint:
+                started = time.perf_counter()
+                size = checkpoint(settings)
+                print(f"  checkpoint of tree size {size:,} signed in {time.perf_counter() - started:,.1f} s",
+                      flush=True)
         log = work / f"query-serve-{os.getpid()}.log"
         for attempt in ("first", "second"):
             checkpointed = _last_checkpoint(settings.db_path)
