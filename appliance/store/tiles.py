@@ -20,13 +20,12 @@ exists.
 """
 
 import sqlite3
-from collections.abc import Callable
 
 from appliance.core.compact import CompactRange
 from appliance.core.errors import InvalidInput
 from appliance.core.hashing import HASH_SIZE, leaf_hash
-from appliance.core.proof_plan import consistency_proof, inclusion_proof
-from appliance.core.tiles import MID_LEVEL, MID_SPAN, TILE_HEIGHT, TILE_WIDTH, TileID, mid_nodes, node_from_tile, \
+from appliance.core.proof_plan import plan_consistency, plan_inclusion
+from appliance.core.tiles import MID_LEVEL, MID_SPAN, TILE_HEIGHT, TILE_WIDTH, TileID, hash_levels, mid_nodes, \
     tile_for_node
 from appliance.core.tree import NodeID, perfect_subtrees, require_count
 from appliance.store.db import StoreError
@@ -244,43 +243,133 @@ class TileCollector:
         self._full, self._roots, self._full_mids, self._replay = [], [], [], []
 
 
+def _read_tiles(conn: sqlite3.Connection, tiles: list[TileID], stored: int) -> dict[TileID, bytes]:
+    """`read_tile_bytes` of each of `tiles`, in one statement: the full tiles (and the partial ones
+    that are a prefix of a stored full tile) by key, the right-edge ones as the entries or level
+    below's roots they are rebuilt from. `stored` is the store's entry count, read before: what it
+    says is stored is there. A tile the statement did not give as expected is read again alone
+    (`read_tile_bytes` then says what is wrong)."""
+    full = [tile for tile in tiles if tile.end <= stored]
+    edges = [tile for tile in tiles if tile.end > stored]
+    parts, params = [], []
+    if full:
+        parts.append(f"SELECT -1, id, CAST(hashes AS BLOB) FROM tiles WHERE id IN ({','.join('?' * len(full))})")
+        params += [tile_key(tile.level, tile.index) for tile in full]
+    for number, tile in enumerate(edges):
+        first = tile.index * TILE_WIDTH
+        if tile.level == 0:
+            parts.append(f"SELECT {number}, seq, CAST(data AS BLOB) FROM entries WHERE seq >= ? AND seq < ?")
+            params += [first, first + tile.width]
+        else:
+            parts.append(f"SELECT {number}, id, CAST(hash AS BLOB) FROM tile_roots WHERE id >= ? AND id < ?")
+            params += [tile_key(tile.level - 1, first), tile_key(tile.level - 1, first + tile.width)]
+    stored_tiles: dict[int, bytes] = {}
+    below: list[list[tuple[int, bytes]]] = [[] for _ in edges]
+    for part, key, blob in conn.execute(" UNION ALL ".join(parts), params) if parts else ():
+        if part < 0:
+            stored_tiles[key] = blob
+        else:
+            below[part].append((key, blob))
+    found: dict[TileID, bytes] = {}
+    for tile in full:
+        blob = stored_tiles.get(tile_key(tile.level, tile.index))
+        found[tile] = blob[: tile.width * HASH_SIZE] if blob is not None and len(blob) == TILE_BYTES else b""
+    for tile, rows in zip(edges, below):
+        rows.sort()
+        if tile.level == 0:
+            found[tile] = b"".join([leaf_hash(data) for _, data in rows])
+        else:
+            found[tile] = b"".join([hash_ for _, hash_ in rows if len(hash_) == HASH_SIZE])
+    for tile in tiles:
+        if len(found[tile]) != tile.width * HASH_SIZE:
+            found[tile] = read_tile_bytes(conn, tile)
+    return found
+
+
+class TileCache:
+    """Tiles hashed up level by level (`hash_levels`), kept for the next requests to one store.
+
+    A tile's hashes never change once committed (the tile tables and entries are append-only, and a
+    partial tile is named with its width), so a tile read once holds: a store edited under a
+    running appliance shows in proofs only once the cache starts over (`runlog verify --db` is what
+    looks for edits). Kept: the tiles above level 0 and the partial ones, which every proof at a
+    tree size shares; not the full level-0 tiles (39,000 at 10M entries; a random leaf's is seldom
+    read again). When `limit` tiles are held it starts over, which needs no lock between threads.
+    """
+
+    def __init__(self, limit: int = 512) -> None:
+        self._limit = limit
+        self._levels: dict[TileID, list[bytes]] = {}
+
+    @staticmethod
+    def keeps(tile: TileID) -> bool:
+        return tile.level > 0 or tile.width < TILE_WIDTH
+
+    def get(self, tile: TileID) -> list[bytes] | None:
+        return self._levels.get(tile)
+
+    def put(self, tile: TileID, levels: list[bytes]) -> None:
+        if len(self._levels) >= self._limit:
+            self._levels.clear()
+        self._levels[tile] = levels
+
+
 class TreeReader:
     """Node hashes, roots, proofs and frontiers of any committed tree size, read from tiles.
 
     Every call takes the tree size explicitly; the caller must know it is committed (e.g. from a
-    checkpoint or the writer). Sizes above the store's entry count raise `TreeSizeError`.
+    checkpoint or the writer). Sizes above the store's entry count raise `TreeSizeError`. Each call
+    reads that count once and every tile it needs in one statement (`_read_tiles`), and hashes a
+    tile's nodes up level by level once; with a `TileCache`, the tiles it keeps only the first time.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, cache: TileCache | None = None) -> None:
         self._conn = conn
+        self._cache = cache
 
     def size(self) -> int:
         """Entries in the store now (committed, as seen by this connection)."""
         return self._conn.execute("SELECT coalesce(max(seq) + 1, 0) FROM entries").fetchone()[0]
 
-    def _require_size(self, tree_size: int, field: str = "tree_size") -> int:
+    def _stored(self, tree_size: int, field: str = "tree_size", stored: int | None = None) -> int:
+        """The store's entry count (`stored` if the caller just read it), which must hold `tree_size`."""
         require_count(tree_size, field)
-        stored = self.size()
+        if stored is None:
+            stored = self.size()
         if tree_size > stored:
             raise TreeSizeError(f"{field} {tree_size} is beyond the {stored} entries in the store", field=field)
-        return tree_size
+        return stored
 
-    def _reader(self, tree_size: int) -> Callable[[NodeID], bytes]:
-        """Node hashes of the tree of `tree_size`, reading each tile once."""
-        tiles: dict[TileID, list[bytes]] = {}
-
-        def read(node: NodeID) -> bytes:
-            tile = tile_for_node(node, tree_size).tile
-            hashes = tiles.get(tile)
-            if hashes is None:
-                hashes = tiles[tile] = read_tile(self._conn, tile)
-            return node_from_tile(hashes, node)
-
-        return read
+    def _hashes(self, nodes: list[NodeID], tree_size: int, stored: int) -> list[bytes]:
+        """Hashes of perfect `nodes` (each node.end <= tree_size <= stored) in the tree of `tree_size`."""
+        located = [tile_for_node(node, tree_size) for node in nodes]
+        heights: dict[TileID, int] = {}  # per tile, the highest level of its pyramid a node needs
+        for where in located:
+            heights[where.tile] = max(heights.get(where.tile, 0), where.count.bit_length() - 1)
+        cache = self._cache
+        levels: dict[TileID, list[bytes]] = {}
+        if cache is not None:
+            for tile in heights:
+                found = cache.get(tile)
+                if found is not None:
+                    levels[tile] = found
+        missing = [tile for tile in heights if tile not in levels]
+        for tile, data in _read_tiles(self._conn, missing, stored).items():
+            if cache is not None and cache.keeps(tile):
+                levels[tile] = hash_levels(data, TILE_HEIGHT - 1)
+                cache.put(tile, levels[tile])
+            else:
+                levels[tile] = hash_levels(data, heights[tile])
+        out = []
+        for where in located:
+            height = where.count.bit_length() - 1
+            offset = (where.offset >> height) * HASH_SIZE
+            out.append(levels[where.tile][height][offset : offset + HASH_SIZE])
+        return out
 
     def node(self, node_id: NodeID, tree_size: int) -> bytes:
         """Hash of perfect node `node_id` (node_id.end <= tree_size) in the tree of `tree_size`."""
-        return self._reader(self._require_size(tree_size))(node_id)
+        return self._hashes([node_id], tree_size, self._stored(tree_size))[0]
 
     def leaf_hash(self, index: int) -> bytes:
         """The tree's leaf `index`: from its level-0 tile once full, else hashed from the entry."""
@@ -290,7 +379,7 @@ class TreeReader:
             raise TreeSizeError(f"index {index} is beyond the {size} entries in the store", field="index")
         tile, offset = divmod(index, TILE_WIDTH)
         if index < size - size % TILE_WIDTH:
-            return read_tile(self._conn, TileID(0, tile))[offset]
+            return read_tile_bytes(self._conn, TileID(0, tile))[offset * HASH_SIZE : (offset + 1) * HASH_SIZE]
         row = self._conn.execute("SELECT CAST(data AS BLOB) FROM entries WHERE seq = ?", (index,)).fetchone()
         if row is None:
             raise TileStoreError(f"entry {index} is missing from the store")
@@ -298,8 +387,8 @@ class TreeReader:
 
     def frontier(self, tree_size: int) -> CompactRange:
         """The peaks of the tree of `tree_size`: enough to append to it and to compute its root."""
-        read = self._reader(self._require_size(tree_size))
-        return CompactRange.from_peaks(tree_size, [read(peak) for peak in perfect_subtrees(0, tree_size)])
+        peaks = perfect_subtrees(0, tree_size)
+        return CompactRange.from_peaks(tree_size, self._hashes(peaks, tree_size, self._stored(tree_size)))
 
     def root(self, tree_size: int) -> bytes:
         """RFC 9162 Merkle Tree Hash of the first `tree_size` entries."""
@@ -307,9 +396,34 @@ class TreeReader:
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of leaf `index` (< tree_size) in the tree of `tree_size`."""
-        return inclusion_proof(index, tree_size, self._reader(self._require_size(tree_size)))
+        stored = self._stored(tree_size)
+        plan = plan_inclusion(index, tree_size)
+        return plan.assemble(self._hashes(list(plan.nodes), tree_size, stored))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 9162 consistency proof from `old_size` to `new_size` (old_size <= new_size)."""
         require_count(old_size, "old_size")
-        return consistency_proof(old_size, new_size, self._reader(self._require_size(new_size, "new_size")))
+        stored = self._stored(new_size, "new_size")
+        plan = plan_consistency(old_size, new_size)
+        return plan.assemble(self._hashes(list(plan.nodes), new_size, stored))
+
+    def inclusion(self, index: int, tree_size: int, *, stored: int | None = None) -> tuple[bytes, bytes, list[bytes]]:
+        """(`root(tree_size)`, the leaf's hash, `inclusion_proof(index, tree_size)`) from one read of
+        the store's size (none if the caller passes the `stored` count it just read from `size()`)
+        and one statement for the tiles."""
+        stored = self._stored(tree_size, stored=stored)
+        plan = plan_inclusion(index, tree_size)
+        peaks = perfect_subtrees(0, tree_size)
+        hashes = self._hashes([NodeID(0, index), *peaks, *plan.nodes], tree_size, stored)
+        root = CompactRange.from_peaks(tree_size, hashes[1 : 1 + len(peaks)]).root()
+        return root, hashes[0], plan.assemble(hashes[1 + len(peaks) :])
+
+    def consistency(self, old_size: int, new_size: int, *, stored: int | None = None) -> tuple[bytes, list[bytes]]:
+        """(`root(new_size)`, `consistency_proof(old_size, new_size)`) from one read of the store's
+        size (none if the caller passes `stored`, see `inclusion`) and one statement for the tiles."""
+        require_count(old_size, "old_size")
+        stored = self._stored(new_size, "new_size", stored)
+        plan = plan_consistency(old_size, new_size)
+        peaks = perfect_subtrees(0, new_size)
+        hashes = self._hashes([*peaks, *plan.nodes], new_size, stored)
+        return CompactRange.from_peaks(new_size, hashes[: len(peaks)]).root(), plan.assemble(hashes[len(peaks) :])

@@ -1,7 +1,7 @@
 """Read routes: runs, entries, proofs (read scope), and the public keys and health check.
 
-SQLite reads are blocking, so every handler here runs in a worker thread (`sync_to_thread=True`)
-with that thread's own read-only connection."""
+SQLite reads are blocking, so the handlers here run in a worker thread (`sync_to_thread=True`)
+with that thread's own read-only connection; the proofs run on the event loop (see `ProofsController`)."""
 
 import base64
 import time
@@ -17,13 +17,14 @@ from appliance.core.errors import InvalidInput
 from appliance.core.hashing import leaf_hash
 from appliance.service import Appliance
 from appliance.store import keyring, runs
-from appliance.store.tiles import TreeReader
+from appliance.store.tiles import TileCache, TreeReader
 from appliance.web.auth import require_scope
 from appliance.web.errors import NotFound
 from appliance.web.schemas import EntryOut, HealthOut, KeyOut, KeysOut, ProofOut
 
 # Out of range is "no such entry" (404), not a parameter error; documented in the schema only.
 SEQ_PARAM = PathParameter(schema_extra={"minimum": 0, "maximum": MAX_SAFE_INTEGER})
+TILE_CACHE_KEY = "tile_cache"
 
 
 def _appliance(request: Request[Any, Any, Any]) -> Appliance:
@@ -34,13 +35,17 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def _tree(appliance: Appliance, *sizes: int) -> TreeReader:
-    reader = TreeReader(appliance.reader())
+def _tree(request: Request[Any, Any, Any], *sizes: int) -> tuple[TreeReader, int]:
+    """A reader of the store (with the app's tile cache) and its entry count, which must hold each
+    of `sizes` (tree_size, from)."""
+    state = request.app.state
+    cache = state.get(TILE_CACHE_KEY) or state.setdefault(TILE_CACHE_KEY, TileCache())
+    reader = TreeReader(_appliance(request).reader(), cache)
     size = reader.size()
     for name, value in zip(("tree_size", "from"), sizes):
         if value > size:
             raise InvalidInput(f"{name}: the log has {size} entries, so {value} is too large", field=name)
-    return reader
+    return reader, size
 
 
 class EntriesController(Controller):
@@ -59,10 +64,18 @@ class EntriesController(Controller):
 
 
 class ProofsController(Controller):
+    """Proofs with their root, from one read of the store's size and one statement for the tiles.
+
+    On the event loop, not in a worker thread: at 10M entries, with the app's tile cache holding
+    the tree's right edge, a proof is ~0.35 ms of CPU (fast VM) that holds the GIL throughout
+    (hashlib keeps it for 65-byte inputs), so a thread would give the loop nothing back and the hop
+    costs ~0.2 ms per request. What a thread would hide is a tile read from disk when the page cache
+    has lost it (a few ms, rare), and the first proof at a new tree size (~1.4 ms)."""
+
     path = "/v1/proofs"
     guards = [require_scope("read")]
 
-    @get("/inclusion", sync_to_thread=True, summary="RFC 9162 inclusion proof (hashes in base64)")
+    @get("/inclusion", sync_to_thread=False, summary="RFC 9162 inclusion proof (hashes in base64)")
     def inclusion(
         self,
         request: Request[Any, Any, Any],
@@ -71,12 +84,12 @@ class ProofsController(Controller):
     ) -> ProofOut:
         if index >= tree_size:
             raise InvalidInput(f"index: must be below tree_size ({tree_size})", field="index")
-        tree = _tree(_appliance(request), tree_size)
-        return ProofOut(kind="inclusion", tree_size=tree_size, root=_b64(tree.root(tree_size)), index=index,
-                        leaf_hash=_b64(tree.leaf_hash(index)),
-                        hashes=[_b64(h) for h in tree.inclusion_proof(index, tree_size)])
+        tree, stored = _tree(request, tree_size)
+        root, leaf, proof = tree.inclusion(index, tree_size, stored=stored)
+        return ProofOut(kind="inclusion", tree_size=tree_size, root=_b64(root), index=index, leaf_hash=_b64(leaf),
+                        hashes=[_b64(h) for h in proof])
 
-    @get("/consistency", sync_to_thread=True, summary="RFC 9162 consistency proof (hashes in base64)")
+    @get("/consistency", sync_to_thread=False, summary="RFC 9162 consistency proof (hashes in base64)")
     def consistency(
         self,
         request: Request[Any, Any, Any],
@@ -85,9 +98,10 @@ class ProofsController(Controller):
     ) -> ProofOut:
         if from_size > to_size:
             raise InvalidInput(f"from: must not exceed to ({to_size})", field="from")
-        tree = _tree(_appliance(request), to_size)
-        return ProofOut(kind="consistency", tree_size=to_size, from_size=from_size, root=_b64(tree.root(to_size)),
-                        hashes=[_b64(h) for h in tree.consistency_proof(from_size, to_size)])
+        tree, stored = _tree(request, to_size)
+        root, proof = tree.consistency(from_size, to_size, stored=stored)
+        return ProofOut(kind="consistency", tree_size=to_size, from_size=from_size, root=_b64(root),
+                        hashes=[_b64(h) for h in proof])
 
 
 @get("/v1/keys", sync_to_thread=True, summary="Verifier keys: current, and every key with its validity window")

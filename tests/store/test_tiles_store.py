@@ -5,6 +5,7 @@ exactly the full tiles; tampering shows in the proofs; rollbacks leave nothing b
 import random
 import sqlite3
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,14 @@ from hypothesis import strategies as st
 
 from appliance.core.compact import CompactRange
 from appliance.core.errors import InvalidInput, ProofError
-from appliance.core.hashing import leaf_hash
+from appliance.core.hashing import leaf_hash, node_hash
+from appliance.core.proof_plan import consistency_proof, inclusion_proof
 from appliance.core.proof_verify import verify_consistency, verify_inclusion
 from appliance.core.sequencer import Event, RunHead, Sequencer
 from appliance.core.tiles import TILE_WIDTH, tiles_for_size
 from appliance.core.tree import NodeID, root_from_leaf_hashes
 from appliance.store.db import connect, migrate
-from appliance.store.tiles import TileCollector, TileStoreError, TreeReader, TreeSizeError, tile_key
+from appliance.store.tiles import TileCache, TileCollector, TileStoreError, TreeReader, TreeSizeError, tile_key
 
 RESTARTS = [1, 255, 256, 257, 511, 700, 65535, 65536, 65537]
 BIG = 66_000
@@ -149,6 +151,43 @@ def test_consistency_proofs_verify_against_the_reference_roots(big, reader):
         verify_consistency(old, new, proof, roots[old], roots[new])
 
 
+@pytest.fixture(scope="module")
+def pyramid():
+    """Every perfect node of the BIG-leaf tree, hashed up level by level from the leaves: the
+    obviously correct node reader for the core's proof planner."""
+    levels = [LEAVES]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+    return lambda node: levels[node.level][node.index]
+
+
+BIG_CACHES = [None, TileCache(), TileCache(limit=3)]  # kept across examples: only for `big`'s store
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_one_statement_answers_are_the_spec_roots_leaves_and_proofs(big, pyramid, data):
+    """TreeReader.inclusion / .consistency (every tile in one statement, tiles hashed up whole) give
+    the reference root, the leaf and the core planner's proofs over leaves hashed up one by one, at
+    any size (right-edge tiles rebuilt, or prefixes of stored full tiles), with or without `stored`,
+    with no tile cache, one kept across examples, or one that keeps starting over."""
+    path, roots = big
+    size = data.draw(st.sampled_from([s for s in CHECKED_SIZES if s]), label="tree_size")
+    stored = data.draw(st.sampled_from([None, BIG]), label="stored")
+    cache = data.draw(st.sampled_from(BIG_CACHES), label="cache")
+    index = data.draw(st.integers(0, size - 1), label="index")
+    old = data.draw(st.integers(1, size), label="old_size")
+    with closing(connect(path, readonly=True)) as conn:
+        reader = TreeReader(conn, cache)
+        assert reader.inclusion(index, size, stored=stored) == (roots[size], LEAVES[index],
+                                                                 inclusion_proof(index, size, pyramid))
+        assert reader.consistency(old, size, stored=stored) == (roots[size], consistency_proof(old, size, pyramid))
+        assert reader.inclusion_proof(index, size) == inclusion_proof(index, size, pyramid)
+        assert reader.consistency_proof(old, size) == consistency_proof(old, size, pyramid)
+        assert reader.root(size) == roots[size]
+
+
 def test_a_tree_size_beyond_the_store_is_refused(reader):
     calls = [
         lambda: reader.root(BIG + 1),
@@ -157,6 +196,9 @@ def test_a_tree_size_beyond_the_store_is_refused(reader):
         lambda: reader.inclusion_proof(0, BIG + 1),
         lambda: reader.consistency_proof(1, BIG + 1),
         lambda: reader.leaf_hash(BIG),
+        lambda: reader.inclusion(0, BIG + 1),
+        lambda: reader.consistency(1, BIG + 1),
+        lambda: reader.inclusion(0, BIG + 1, stored=BIG),
     ]
     for call in calls:
         with pytest.raises(TreeSizeError, match="beyond the 66000 entries"):
@@ -165,6 +207,10 @@ def test_a_tree_size_beyond_the_store_is_refused(reader):
         reader.inclusion_proof(10, 10)
     with pytest.raises(InvalidInput):
         reader.consistency_proof(11, 10)
+    with pytest.raises(InvalidInput):
+        reader.inclusion(10, 10)
+    with pytest.raises(InvalidInput):
+        reader.consistency(11, 10)
     with pytest.raises(InvalidInput, match="not complete"):
         reader.node(NodeID(1, 5), 11)
 
