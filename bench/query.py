@@ -13,9 +13,12 @@ on the store twice; both start-up times are figures. It verifies the log after t
 so both verify almost nothing: the second comes after a clean stop that signed a checkpoint at the
 head. With --no-checkpoint the writer's store is left as after a crash before the first checkpoint,
 and the first start-up verifies the whole log (about 20 minutes at 10M). On the second start, one
-client measures sequentially over keep-alive p50/p99 of `GET /v1/runs/{id}` for the long run (first page, default limit 100;
-and all 1,000 events with limit=1000) and of `GET /v1/proofs/inclusion` at the full tree size,
-one proof checked with the core. Last, the store's bytes per entry, by table via `dbstat`.
+client measures sequentially over keep-alive p50/p99 of `GET /v1/runs/{id}` for the long run
+(first page, default limit 100; and all 1,000 events with limit=1000), of `GET /v1/proofs/inclusion`
+for a random leaf at the full tree size and at a random tree size (a new right edge each time:
+what the app's tile cache cannot hold), and of `GET /v1/proofs/consistency` from a random size to
+the full one; one proof of each kind checked with the core. Last, the store's bytes per entry, by
+table via `dbstat`.
 
 A store given with --data-dir is kept and reused when it already holds --entries entries.
 """
@@ -43,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.checkpointer import cut_on_demand, load_signers  # noqa: E402
 from appliance.core.hashing import leaf_hash  # noqa: E402
-from appliance.core.proof_verify import verify_inclusion  # noqa: E402
+from appliance.core.proof_verify import verify_consistency, verify_inclusion  # noqa: E402
 from appliance.core.sequencer import Event  # noqa: E402
 from appliance.core.timefmt import format_utc  # noqa: E402
 from appliance.keyfile import load_signer  # noqa: E402
@@ -192,10 +195,19 @@ def measure(url: str, entries: int, samples: int) -> dict:
         indexes = [rng.randrange(entries) for _ in range(samples + 20)]
         figures["inclusion"] = timed(client, "/v1/proofs/inclusion",
                                      lambda i: {"index": indexes[i], "tree_size": entries}, samples)
+        tree_sizes = [rng.randrange(index + 1, entries + 1) for index in indexes]
+        figures["inclusion_any_size"] = timed(client, "/v1/proofs/inclusion",
+                                              lambda i: {"index": indexes[i], "tree_size": tree_sizes[i]}, samples)
+        figures["consistency"] = timed(client, "/v1/proofs/consistency",
+                                       lambda i: {"from": tree_sizes[i], "to": entries}, samples)
         proof = client.get("/v1/proofs/inclusion", params={"index": indexes[0], "tree_size": entries}).json()
         entry = client.get(f"/v1/entries/{indexes[0]}").json()
         verify_inclusion(indexes[0], entries, leaf_hash(entry["canonical"].encode()),
                          [b64decode(h) for h in proof["hashes"]], b64decode(proof["root"]))
+        old = client.get("/v1/proofs/inclusion", params={"index": 0, "tree_size": tree_sizes[0]}).json()
+        consistency = client.get("/v1/proofs/consistency", params={"from": tree_sizes[0], "to": entries}).json()
+        verify_consistency(tree_sizes[0], entries, [b64decode(h) for h in consistency["hashes"]],
+                           b64decode(old["root"]), b64decode(proof["root"]))
     return figures
 
 
@@ -263,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  GET /v1/runs/{{id}}?limit=1000, all {LONG_STEPS:,} events:    {percentiles(figures['runs_all_1000'])}")
         print(f"  GET /v1/proofs/inclusion at tree_size {entries:,}:  {percentiles(figures['inclusion'])}"
               f"   (target < 10 ms)")
+        print(f"  GET /v1/proofs/inclusion at a random tree_size:  {percentiles(figures['inclusion_any_size'])}")
+        print(f"  GET /v1/proofs/consistency, random from, to {entries:,}:  {percentiles(figures['consistency'])}")
         per_entry, tables = sizes(settings.db_path, entries)
         print(f"  store: {per_entry:,.1f} bytes per entry on disk ({per_entry * entries / 2**20:,.1f} MiB)")
         if tables:

@@ -57,7 +57,8 @@ def test_query_quick_reports_latencies_startup_and_sizes():
     done = run_script("query.py", "--quick")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     for figure in ("runlog serve start-up", "GET /v1/runs/{id}, 1,000-step run, first page (100):",
-                   "GET /v1/proofs/inclusion at tree_size 5,000:", "bytes per entry on disk"):
+                   "GET /v1/proofs/inclusion at tree_size 5,000:", "GET /v1/proofs/inclusion at a random tree_size:",
+                   "GET /v1/proofs/consistency, random from, to 5,000:", "bytes per entry on disk"):
         assert figure in done.stdout, done.stdout
 
 
