@@ -243,12 +243,15 @@ class TileCollector:
         self._full, self._roots, self._full_mids, self._replay = [], [], [], []
 
 
-def _read_tiles(conn: sqlite3.Connection, tiles: list[TileID], stored: int) -> dict[TileID, bytes]:
+def _read_tiles(conn: sqlite3.Connection, tiles: list[TileID], stored: int,
+                mids_of: list[int]) -> tuple[dict[TileID, bytes], dict[int, tuple[bytes, bytes]]]:
     """`read_tile_bytes` of each of `tiles`, in one statement: the full tiles (and the partial ones
     that are a prefix of a stored full tile) by key, the right-edge ones as the entries or level
     below's roots they are rebuilt from. `stored` is the store's entry count, read before: what it
     says is stored is there. A tile the statement did not give as expected is read again alone
-    (`read_tile_bytes` then says what is wrong)."""
+    (`read_tile_bytes` then says what is wrong). In the same statement, for the full level-0 tiles
+    `mids_of`, their stored level-4 nodes and root, unchecked: {index: (nodes, root)}, those of the
+    right lengths."""
     full = [tile for tile in tiles if tile.end <= stored]
     edges = [tile for tile in tiles if tile.end > stored]
     parts, params = [], []
@@ -263,13 +266,20 @@ def _read_tiles(conn: sqlite3.Connection, tiles: list[TileID], stored: int) -> d
         else:
             parts.append(f"SELECT {number}, id, CAST(hash AS BLOB) FROM tile_roots WHERE id >= ? AND id < ?")
             params += [tile_key(tile.level - 1, first), tile_key(tile.level - 1, first + tile.width)]
+    if mids_of:
+        marks = ",".join("?" * len(mids_of))
+        parts.append(f"SELECT -2, id, CAST(hashes AS BLOB) FROM level4_nodes WHERE id IN ({marks})")
+        parts.append(f"SELECT -3, id, CAST(hash AS BLOB) FROM tile_roots WHERE id IN ({marks})")
+        params += [*mids_of, *(tile_key(0, index) for index in mids_of)]
     stored_tiles: dict[int, bytes] = {}
+    mids: dict[int, bytes] = {}
+    roots: dict[int, bytes] = {}
     below: list[list[tuple[int, bytes]]] = [[] for _ in edges]
     for part, key, blob in conn.execute(" UNION ALL ".join(parts), params) if parts else ():
-        if part < 0:
-            stored_tiles[key] = blob
-        else:
+        if part >= 0:
             below[part].append((key, blob))
+        else:
+            (stored_tiles, mids, roots)[-1 - part][key] = blob
     found: dict[TileID, bytes] = {}
     for tile in full:
         blob = stored_tiles.get(tile_key(tile.level, tile.index))
@@ -283,7 +293,28 @@ def _read_tiles(conn: sqlite3.Connection, tiles: list[TileID], stored: int) -> d
     for tile in tiles:
         if len(found[tile]) != tile.width * HASH_SIZE:
             found[tile] = read_tile_bytes(conn, tile)
-    return found
+    return found, {index: (mids[index], roots[index]) for index in mids_of if len(mids.get(index, b"")) == MIDS_BYTES
+                   and len(roots.get(index, b"")) == HASH_SIZE}
+
+
+def _split_levels(tile: bytes, stored: tuple[bytes, bytes] | None, group: int | None) -> list[bytes] | None:
+    """Levels 0-7 of full level-0 tile `tile` from its stored level-4 nodes (`stored`: nodes, root),
+    checked against its root, with levels 0-3 of only its group of 16 `group` (if any), checked
+    against its level-4 node: 30 hashes instead of 255. None when something is not stored or a check
+    fails: the caller hashes the whole tile, whose hashes are what the proofs stand on."""
+    if stored is None:
+        return None
+    mids, root = stored
+    upper = hash_levels(mids, TILE_HEIGHT - MID_LEVEL)
+    if upper.pop() != root:
+        return None
+    if group is None:
+        return [b""] * MID_LEVEL + upper
+    first = group * MID_SPAN * HASH_SIZE
+    lower = hash_levels(tile[first : first + MID_SPAN * HASH_SIZE], MID_LEVEL)
+    if lower.pop() != mids[group * HASH_SIZE : (group + 1) * HASH_SIZE]:
+        return None
+    return lower + upper
 
 
 class TileCache:
@@ -320,7 +351,8 @@ class TreeReader:
     Every call takes the tree size explicitly; the caller must know it is committed (e.g. from a
     checkpoint or the writer). Sizes above the store's entry count raise `TreeSizeError`. Each call
     reads that count once and every tile it needs in one statement (`_read_tiles`), and hashes a
-    tile's nodes up level by level once; with a `TileCache`, the tiles it keeps only the first time.
+    tile's nodes up level by level once (a full level-0 tile from its stored level-4 nodes, once
+    they check out: `_split_levels`); with a `TileCache`, the tiles it keeps only the first time.
     """
 
     def __init__(self, conn: sqlite3.Connection, cache: TileCache | None = None) -> None:
@@ -342,29 +374,52 @@ class TreeReader:
 
     def _hashes(self, nodes: list[NodeID], tree_size: int, stored: int) -> list[bytes]:
         """Hashes of perfect `nodes` (each node.end <= tree_size <= stored) in the tree of `tree_size`."""
-        located = [tile_for_node(node, tree_size) for node in nodes]
-        heights: dict[TileID, int] = {}  # per tile, the highest level of its pyramid a node needs
-        for where in located:
-            heights[where.tile] = max(heights.get(where.tile, 0), where.count.bit_length() - 1)
+        # tile_for_node's geometry, inlined with plain tuples for tiles: a TileID and a NodeLocation
+        # per node cost more than the rest of a cached proof (38 nodes at 10M entries).
+        located = []  # per node: its tile (level, index, width), its height in the tile, its first hash there
+        heights: dict[tuple[int, int, int], int] = {}  # per tile, the highest level of its pyramid a node needs
+        groups: dict[tuple[int, int, int], set[int]] = {}  # per full level-0 tile, the groups of 16 under level 4
+        for node in nodes:
+            if node.end > tree_size:
+                tile_for_node(node, tree_size)  # raises: not complete in this tree
+            tile_level, height = divmod(node.level, TILE_HEIGHT)
+            index, offset = divmod(node.index << height, TILE_WIDTH)
+            key = (tile_level, index, min(TILE_WIDTH, (tree_size >> (TILE_HEIGHT * tile_level)) - index * TILE_WIDTH))
+            located.append((key, height, offset))
+            heights[key] = max(heights.get(key, 0), height)
+            if tile_level == 0 and key[2] == TILE_WIDTH:
+                below = groups.setdefault(key, set())
+                if height < MID_LEVEL:
+                    below.add(offset >> MID_LEVEL)
+        tiles = {key: TileID(*key) for key in heights}
         cache = self._cache
-        levels: dict[TileID, list[bytes]] = {}
+        levels: dict[tuple[int, int, int], list[bytes]] = {}
         if cache is not None:
-            for tile in heights:
+            for key, tile in tiles.items():
                 found = cache.get(tile)
                 if found is not None:
-                    levels[tile] = found
-        missing = [tile for tile in heights if tile not in levels]
-        for tile, data in _read_tiles(self._conn, missing, stored).items():
-            if cache is not None and cache.keeps(tile):
-                levels[tile] = hash_levels(data, TILE_HEIGHT - 1)
-                cache.put(tile, levels[tile])
+                    levels[key] = found
+        missing = [key for key in heights if key not in levels]
+        # A leaf's path (or a node's) meets one group of 16 of its level-0 tile: such tiles (never
+        # cached) come from their level-4 nodes (see _split_levels).
+        split = {key: min(found, default=None) for key, found in groups.items() if len(found) <= 1}
+        read, stored_mids = _read_tiles(self._conn, [tiles[key] for key in missing], stored, [key[1] for key in split])
+        bases: dict[tuple[int, int, int], int] = {}  # per split tile, the first leaf of the group its levels 0-3 hold
+        for key in missing:
+            tile, data = tiles[key], read[tiles[key]]
+            group = split.get(key)
+            pyramid = _split_levels(data, stored_mids.get(key[1]), group) if key in split else None
+            if pyramid is not None:
+                levels[key], bases[key] = pyramid, (group or 0) * MID_SPAN
+            elif cache is not None and cache.keeps(tile):
+                levels[key] = hash_levels(data, TILE_HEIGHT - 1)
+                cache.put(tile, levels[key])
             else:
-                levels[tile] = hash_levels(data, heights[tile])
+                levels[key] = hash_levels(data, heights[key])
         out = []
-        for where in located:
-            height = where.count.bit_length() - 1
-            offset = (where.offset >> height) * HASH_SIZE
-            out.append(levels[where.tile][height][offset : offset + HASH_SIZE])
+        for key, height, offset in located:
+            at = ((offset - bases.get(key, 0) if height < MID_LEVEL else offset) >> height) * HASH_SIZE
+            out.append(levels[key][height][at : at + HASH_SIZE])
         return out
 
     def node(self, node_id: NodeID, tree_size: int) -> bytes:

@@ -239,6 +239,22 @@ def test_a_tampered_tile_breaks_the_proofs_through_it(small):
     assert reader.root(1000) == root
 
 
+def test_level4_nodes_that_do_not_hash_to_the_tiles_root_or_are_missing_are_not_used(small):
+    """Proofs through a full level-0 tile use its stored level-4 nodes only once they hash to its
+    root; otherwise the tile is hashed up whole, and the proofs stay right."""
+    def reference(node):
+        return root_from_leaf_hashes(LEAVES[node.begin : node.end])
+
+    root = root_from_leaf_hashes(LEAVES[:1000])
+    small.execute("DROP TRIGGER level4_nodes_no_update")
+    nodes = small.execute("SELECT hashes FROM level4_nodes WHERE id = 1").fetchone()[0]
+    small.execute("UPDATE level4_nodes SET hashes = ? WHERE id = 1", (nodes[:64] + bytes(32) + nodes[96:],))
+    small.execute("DROP TRIGGER level4_nodes_no_delete")
+    small.execute("DELETE FROM level4_nodes WHERE id = 2")
+    for index in (256, 300, 511, 600, 767):  # tile 1: node 2 edited; tile 2: its nodes gone
+        assert TreeReader(small).inclusion(index, 1000) == (root, LEAVES[index], inclusion_proof(index, 1000, reference))
+
+
 def test_a_tampered_tile_root_breaks_the_proofs_above_it(small):
     reader = TreeReader(small)
     root = root_from_leaf_hashes(LEAVES[:1000])
