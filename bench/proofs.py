@@ -6,7 +6,8 @@ verification, and the tree's bytes per entry.
 
 A store given with --db is reused and only grown to --entries, so the 10M build is paid once.
 Leaves are synthetic (`leaf <seq>`), written straight into `entries` with tiles through the real
-`TileCollector`, many leaves per transaction; the HTTP path is not measured here.
+`TileCollector`, many leaves per transaction; the HTTP path is not measured here, but what its
+inclusion route asks of the store is (`TreeReader.inclusion`, with and without a tile cache).
 """
 
 import argparse
@@ -24,7 +25,7 @@ from appliance.core.proof_verify import verify_consistency, verify_inclusion  # 
 from appliance.core.tiles import TILE_WIDTH  # noqa: E402
 from appliance.core.tree import root_from_leaf_hashes  # noqa: E402
 from appliance.store.db import connect, migrate  # noqa: E402
-from appliance.store.tiles import TileCollector, TreeReader, read_tile, tile_key  # noqa: E402
+from appliance.store.tiles import TileCache, TileCollector, TreeReader, read_tile, tile_key  # noqa: E402
 from appliance.core.tiles import TileID  # noqa: E402
 
 BATCH = 100_000
@@ -96,6 +97,20 @@ def measure_consistency(reader: TreeReader, cases: list[tuple[int, int]], roots:
     print(f"consistency {label:<26} generate {percentiles(make)} | verify {percentiles(check)} | both {percentiles(total)}")
 
 
+def measure_route_answers(conn, cases: list[tuple[int, int]], roots: dict[int, bytes], label: str) -> None:
+    """What GET /v1/proofs/inclusion asks of the store: root, leaf hash and proof from one size read and
+    one statement (`TreeReader.inclusion`), without and with the app's tile cache (first call warms it)."""
+    cache = TileCache()
+    for name, make in (("no cache", lambda: TreeReader(conn)), ("tile cache", lambda: TreeReader(conn, cache))):
+        times = []
+        for index, size in cases:
+            (root, leaf, proof), elapsed = timed(lambda: make().inclusion(index, size))
+            verify_inclusion(index, size, leaf, proof, root)
+            assert root == roots[size] and leaf == leaf_hash(b"leaf %d" % index)
+            times.append(elapsed)
+        print(f"inclusion() {label:<16} {name:<10} root + leaf + proof {percentiles(times)}")
+
+
 def tree_bytes(conn) -> None:
     size = TreeReader(conn).size()
     pages = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat WHERE name IN ('tiles', 'tile_roots') GROUP BY name"))
@@ -144,6 +159,8 @@ def main() -> None:
         measure_consistency(reader, [(s, size) for s in older], roots, "random old -> latest")
         pairs = [(a, b) for a, b in (sorted(rng.sample(older, 2)) for _ in range(args.samples))]
         measure_consistency(reader, pairs, roots, "random old -> random new")
+        measure_route_answers(conn, [(rng.randrange(size), size) for _ in range(args.samples)], roots, "latest size")
+        measure_route_answers(conn, [(rng.randrange(s), s) for s in older], roots, "random size")
         right_edge_alternative(conn, size)
         tree_bytes(conn)
         conn.close()
