@@ -67,10 +67,10 @@ class ProofsController(Controller):
     """Proofs with their root, from one read of the store's size and one statement for the tiles.
 
     On the event loop, not in a worker thread: at 10M entries, with the app's tile cache holding
-    the tree's right edge, a proof is ~0.35 ms of CPU (fast VM) that holds the GIL throughout
-    (hashlib keeps it for 65-byte inputs), so a thread would give the loop nothing back and the hop
-    costs ~0.2 ms per request. What a thread would hide is a tile read from disk when the page cache
-    has lost it (a few ms, rare), and the first proof at a new tree size (~1.4 ms)."""
+    the tree's right edge, a proof is ~0.3 ms of CPU (VM at 0.6 s; less when fast) that holds the
+    GIL throughout (hashlib keeps it for 65-byte inputs), so a thread would give the loop nothing
+    back and the hop costs ~0.2 ms per request. What a thread would hide is a tile read from disk
+    when the page cache has lost it (a few ms), and the first proof at a new tree size (~1.2 ms)."""
 
     path = "/v1/proofs"
     guards = [require_scope("read")]
