@@ -83,7 +83,7 @@ class ParsedRequest(NamedTuple):
         return _path(self.shape, index, field)
 
 
-class _EventIn(msgspec.Struct, forbid_unknown_fields=True):
+class _EventIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):  # decoded JSON closes no cycle: untracked
     step: str
     status: str
     trace_id: str | None | UnsetType = UNSET

@@ -14,9 +14,11 @@ import msgspec
 from appliance.store.writer import AppendRequest, AppendResult
 
 
-class WireEvent(msgspec.Struct, array_like=True, frozen=True):
+class WireEvent(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """A prepared event as the writer reads it: the attributes of `Event` that the sequencer and
-    the writer use (`parts` included: the struct carries `head` and `tail` as `EntryParts` does)."""
+    the writer use (`parts` included: the struct carries `head` and `tail` as `EntryParts` does).
+    Untracked by the garbage collector (`gc=False`: strings, bytes and a bool can close no reference
+    cycle), so a batch's structs neither trigger the primary's collections nor lengthen them."""
 
     trace_id: str
     step: str
