@@ -2,7 +2,7 @@
 ASGI with no HTTP server, so what is left is Litestar, our handlers, middleware and the writer.
 
 Run: .venv/bin/python bench/request_cpu.py [--requests 3000] [--rounds 5] [--clients 32] [--profile N]
-     [--loop auto|asyncio|uvloop]
+     [--loop auto|asyncio|uvloop] [--batch 1000]
 
 - runlog: `create_app` over a real appliance in a temporary directory (init, an append-scope
   token, request lines written as JSON as `runlog serve` writes them to stderr, here to /dev/null).
@@ -16,7 +16,10 @@ event bodies. Figures per request, median (and min) of `--rounds` rounds after a
 event-loop thread CPU (`time.thread_time`), the writer thread's CPU, and process CPU.
 Both run on the event loop `--loop` names (RUNLOG_LOOP's choices; default auto: uvloop when
 installed). `--profile N` prints cProfile's top N functions (by own time) of the event-loop thread for one
-more runlog round.
+more runlog round. `--batch N` sends N events per request instead (a JSON array, bench/ingest.py's
+batched shape: runs interleaved, 2,000 of them) and gives the figures per event as well: the event
+loop then pays what an HTTP worker pays for a batch (body, parse, answer) and the writer thread
+what the primary's does, minus the link between them.
 """
 
 from __future__ import annotations
@@ -182,9 +185,9 @@ async def measure(app: Any, bodies: list[list[bytes]], token: str, clients: int,
     return figures
 
 
-def summary(name: str, figures: list[dict[str, float]]) -> str:
+def summary(name: str, figures: list[dict[str, float]], per: int = 1) -> str:
     def cell(key: str) -> str:
-        values = [f[key] for f in figures]
+        values = [f[key] / per for f in figures]
         return f"{statistics.median(values):7.1f} (min {min(values):6.1f})"
 
     return f"  {name:8} event loop {cell('loop')}  writer {cell('writer')}  process {cell('process')}  wall {cell('wall')}"
@@ -198,14 +201,21 @@ def main() -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N of a profiled round")
     parser.add_argument("--only", choices=("runlog", "bare"))
     parser.add_argument("--loop", choices=LOOPS, default="auto")
+    parser.add_argument("--batch", type=int, default=1, metavar="N", help="events per request (a JSON array when > 1)")
     args = parser.parse_args()
 
     rounds = args.rounds + 1 + (1 if args.profile else 0)  # warm-up first, profiled round last
-    total = args.requests * rounds
-    events = make_events(runs=1000, steps=-(-total // 1000), seed=3)
-    encoded = [json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() for e in events[:total]]
+    total = args.requests * rounds * args.batch
+    if args.batch > 1:
+        events = make_events(runs=2000, steps=-(-total // 2000), seed=3)
+        encoded = [json.dumps(events[i:i + args.batch], ensure_ascii=False, separators=(",", ":")).encode()
+                   for i in range(0, total, args.batch)]
+    else:
+        events = make_events(runs=1000, steps=-(-total // 1000), seed=3)
+        encoded = [json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() for e in events[:total]]
     bodies = [encoded[r * args.requests:(r + 1) * args.requests] for r in range(rounds)]
-    print(f"{args.requests:,} single-event POST /v1/events per round, {args.clients} concurrent callers, "
+    shape = f"{args.batch:,}-event" if args.batch > 1 else "single-event"
+    print(f"{args.requests:,} {shape} POST /v1/events per round, {args.clients} concurrent callers, "
           f"{args.rounds} rounds after a warm-up, {resolved(args.loop)} loop; µs of CPU per request, median (min); load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -225,6 +235,8 @@ def main() -> int:
                                      args.loop)
         for name, figures in results.items():
             print(summary(name, figures))
+            if args.batch > 1:
+                print(summary("per event", figures, args.batch))
         if "runlog" in results and "bare" in results:
             loop = statistics.median(f["loop"] for f in results["runlog"])
             bare = statistics.median(f["loop"] for f in results["bare"])
