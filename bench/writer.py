@@ -38,6 +38,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -140,7 +141,8 @@ def sequencing_cpu(bodies: list[bytes], passes: int, feed: str) -> float:
         for request in requests:
             started = time.thread_time()
             appended, touched = sequencer.extend(request, "2026-11-28T22:00:00.123456Z", tiles.on_node)
-            _group_rows(appended, touched)
+            for rows in _group_rows(appended, touched):
+                deque(rows, maxlen=0)  # rows may be generated as executemany binds them
             cpu += time.thread_time() - started
             heads.update(touched)
             events += len(request)

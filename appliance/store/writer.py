@@ -15,7 +15,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -92,42 +92,49 @@ _RUN_HEADS = "SELECT trace_id, count, head, last_seq, closed, first_seq FROM run
 _RUN_HEADS_CHUNK = 500
 
 
-def _group_rows(appended: list[Appended], heads: dict[str, RunHead]) -> tuple[list[tuple], ...]:
-    """A group's rows, in one pass: (`entries` rows, `run_entries` rows, then the `runs` writes,
-    one per trace touched rather than one per entry: INSERT rows of new runs, plain UPDATE rows,
-    UPDATE rows that set the status). `heads` are the group's new run heads (they carry each
-    run's key, its first seq). A trace's first entry in the group gives the values a new run starts
-    with (its run_seq is 0 exactly when the run has no row yet), its last the head; the run is
-    failed if any step failed."""
-    entries, run_entries = [], []
-    touched: dict[str, list] = {}
+def _group_rows(appended: list[Appended], heads: dict[str, RunHead]) -> tuple[Iterable[tuple], ...]:
+    """A group's rows: (`entries` rows, `run_entries` rows, then the `runs` writes, one per trace
+    touched rather than one per entry: INSERT rows of new runs, plain UPDATE rows, UPDATE rows that
+    set the status). `heads` are the group's new run heads (they carry each run's key, its first
+    seq). A trace's first entry in the group gives the values a new run starts with (its run_seq is
+    0 exactly when the run has no row yet), its last the head; the run is failed if any step failed.
+    The per-entry rows are generated as executemany binds them, so a group does not hold two
+    tuples per entry (each would count toward a garbage collection; bound and dropped, none does)."""
+    first: dict[str, Appended] = {}
+    last: dict[str, Appended] = {}
+    failed: set[str] = set()
+    for item in appended:
+        trace_id = item.event.trace_id
+        if trace_id not in first:
+            first[trace_id] = item
+        last[trace_id] = item
+        if item.event.status == "failed":
+            failed.add(trace_id)
+    new, extended, settled = [], [], []
+    for trace_id, item in last.items():
+        run, start, e = heads[trace_id].first_seq, first[trace_id], item.event
+        final = int(e.final)
+        status = "failed" if trace_id in failed else ("succeeded" if final else "running")
+        if start.run_seq == 0:
+            new.append((run, trace_id, item.run_seq + 1, item.entry_hash, item.seq, start.received_at,
+                        item.received_at, start.event.ts, e.ts, start.event.source, status, final))
+        elif final or status == "failed":
+            settled.append((item.run_seq + 1, item.entry_hash, item.seq, item.received_at, e.ts, final, status, run))
+        else:
+            extended.append((item.run_seq + 1, item.entry_hash, item.seq, item.received_at, e.ts, run))
+    return _entry_rows(appended), _run_entry_rows(appended, heads), new, extended, settled
+
+
+def _entry_rows(appended: list[Appended]) -> Iterator[tuple]:
     for item in appended:
         e = item.event
-        entries.append((item.seq, e.trace_id, item.run_seq, e.step, e.status, int(e.final), e.ts, item.received_at,
-                        e.source, item.data, item.entry_hash))
-        seen = touched.get(e.trace_id)
-        if seen is None:
-            run = heads[e.trace_id].first_seq
-            touched[e.trace_id] = [item, item, e.status == "failed", run]
-        else:
-            run = seen[3]
-            seen[1] = item
-            seen[2] = seen[2] or e.status == "failed"
-        run_entries.append((run, item.run_seq, item.seq))
-    new, extended, settled = [], [], []
-    for first, last, failed, run in touched.values():
-        final = last.event.final
-        status = "failed" if failed else ("succeeded" if final else "running")
-        if first.run_seq == 0:
-            new.append((run, last.event.trace_id, last.run_seq + 1, last.entry_hash, last.seq,
-                        first.received_at, last.received_at, first.event.ts, last.event.ts, first.event.source,
-                        status, int(final)))
-        elif failed or final:
-            settled.append((last.run_seq + 1, last.entry_hash, last.seq, last.received_at, last.event.ts, int(final),
-                            status, run))
-        else:
-            extended.append((last.run_seq + 1, last.entry_hash, last.seq, last.received_at, last.event.ts, run))
-    return entries, run_entries, new, extended, settled
+        yield (item.seq, e.trace_id, item.run_seq, e.step, e.status, int(e.final), e.ts, item.received_at, e.source,
+               item.data, item.entry_hash)
+
+
+def _run_entry_rows(appended: list[Appended], heads: dict[str, RunHead]) -> Iterator[tuple]:
+    for item in appended:
+        yield heads[item.event.trace_id].first_seq, item.run_seq, item.seq
 
 
 class Writer:
