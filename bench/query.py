@@ -165,6 +165,13 @@ def checkpoint(settings: Settings) -> int:
     return signed.size
 
 
+def vm_speed() -> float:
+    """Seconds for sum(range(3*10**7)): the machine's speed, to state next to every figure."""
+    started = time.perf_counter()
+    sum(range(3 * 10**7))
+    return time.perf_counter() - started
+
+
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -245,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
               f"load {'/'.join(f'{x:.1f}' for x in os.getloadavg())}, {entries:,} entries, {samples} samples each")
         work.mkdir(parents=True, exist_ok=True)
         print(f"  disk now: {fsync_probe(work):,.0f} SQLite commits/s (one row per transaction, synchronous=FULL)")
+        print(f"  VM speed: {vm_speed():.2f} s for sum(range(3*10**7)) (0.46 s = the fast state)", flush=True)
         existing = _existing_size(settings.db_path)
         if existing == entries:
             print(f"  reusing the store at {settings.db_path} ({entries:,} entries)")
@@ -268,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"so verifying {verified:,} entries): {server.startup_seconds:,.1f} s", flush=True)
                 if attempt == "second":
                     figures = measure(server.url, entries, samples)
+                    print(f"  VM speed after measuring: {vm_speed():.2f} s", flush=True)
             finally:
                 server.stop()  # a clean stop signs a checkpoint at the head
         print(f"  GET /v1/runs/{{id}}, {LONG_STEPS:,}-step run, first page (100):  {percentiles(figures['runs_first_page'])}"
