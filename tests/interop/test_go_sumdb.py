@@ -1,5 +1,5 @@
 """Interoperability: Go's golang.org/x/mod/sumdb/note and sumdb/tlog, unchanged, verify the
-checkpoints and proofs this core produces (DESIGN.md: third-party verifiers must accept them).
+checkpoints, proofs and receipts (a signed batch note and an RFC 9162 path) this core produces (DESIGN.md: third-party verifiers must accept them).
 
 Needs Go and the x/mod source (Debian: golang-go, golang-golang-x-mod-dev); .ci/run installs them.
 Skipped only outside CI when they are missing.
@@ -19,6 +19,7 @@ from appliance.core.cosignature import generate_cosigner
 from appliance.core.keys import generate_signer
 from appliance.core.note import sign_note
 from appliance.core.proof_plan import consistency_proof, inclusion_proof
+from appliance.core.receipt import Receipt, sign_receipts
 from appliance.core.sequencer import Event, Sequencer
 from appliance.core.tree import root_from_leaf_hashes
 
@@ -131,3 +132,24 @@ def test_go_note_open_accepts_a_rotation_handover_with_either_log_key(go_verifie
         assert result["checkpoint_ok"] and result["size"] == len(log), result
     stranger = generate_signer(ORIGIN).verifier().to_text()
     assert not run_go(go_verifier, {"verifier_key": stranger, "checkpoint": note})["checkpoint_ok"]
+
+
+def test_go_note_and_tlog_accept_our_receipts(go_verifier, log):
+    """A version 2 receipt is a signed note and an RFC 9162 record proof: Go's note.Open and
+    tlog.CheckRecord, with tlog.RecordHash of the statement, accept every receipt of batches of
+    1 to 13 requests, and refuse edited ones."""
+    signer = generate_signer(ORIGIN)
+    at = "2026-11-28T00:00:01.000000Z"
+    receipts = []
+    for size in (1, 2, 3, 5, 8, 13):
+        batch = [Receipt.for_entries(ORIGIN, 10 * i, at, log[10 * i:10 * i + i + 1]) for i in range(size)]
+        receipts += sign_receipts(batch, signer)
+    key = signer.verifier().to_text()
+    assert run_go(go_verifier, {"verifier_key": key, "receipts": receipts})["receipts"] == ["ok"] * len(receipts)
+    edited = [receipts[-1].replace("\n120\n", "\n121\n", 1), receipts[-1].replace("index 12\n", "index 11\n"),
+              receipts[-2].replace("\n13\n", "\n14\n")]
+    assert all(a != b for a, b in zip(edited, receipts[-1:] * 2 + receipts[-2:-1]))
+    verdicts = run_go(go_verifier, {"verifier_key": key, "receipts": edited})["receipts"]
+    assert "ok" not in verdicts, verdicts
+    stranger = generate_signer(ORIGIN).verifier().to_text()
+    assert run_go(go_verifier, {"verifier_key": stranger, "receipts": receipts[:1]})["receipts"] != ["ok"]

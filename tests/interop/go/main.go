@@ -35,6 +35,7 @@ type input struct {
 	Checkpoint  string        `json:"checkpoint"`
 	Inclusion   []inclusion   `json:"inclusion"`
 	Consistency []consistency `json:"consistency"`
+	Receipts    []string      `json:"receipts"`
 }
 
 type output struct {
@@ -45,6 +46,7 @@ type output struct {
 	Root            string   `json:"root"`
 	Inclusion       []string `json:"inclusion"`
 	Consistency     []string `json:"consistency"`
+	Receipts        []string `json:"receipts"`
 }
 
 func hash(s string) tlog.Hash {
@@ -99,13 +101,49 @@ func openCheckpoint(in input, out *output) {
 	out.CheckpointOK, out.Origin, out.Size, out.Root = true, lines[0], size, lines[2]
 }
 
+// checkReceipt follows docs/FORMAT.md "Receipts" (version 2): the batch note after the first blank
+// line must be signed by the log key; the statement (six lines), at the receipt's index, must lead
+// through the proof to the batch note's root in a tree of the batch note's size.
+func checkReceipt(verifierKey, receipt string) string {
+	v, err := note.NewVerifier(verifierKey)
+	if err != nil {
+		return "verifier key: " + err.Error()
+	}
+	head, batch, found := strings.Cut(receipt, "\n\n")
+	if !found {
+		return "no batch note"
+	}
+	n, err := note.Open([]byte(batch), note.VerifierList(v))
+	if err != nil {
+		return err.Error()
+	}
+	body := strings.Split(n.Text, "\n")
+	if len(body) != 5 || body[0] != "runlog-receipt-batch/v2" {
+		return "batch note body"
+	}
+	size, err := strconv.ParseInt(body[2], 10, 64)
+	if err != nil {
+		return "batch size: " + err.Error()
+	}
+	lines := strings.Split(head, "\n")
+	if len(lines) < 7 || lines[0] != "runlog-receipt/v2" || lines[1] != body[1] || !strings.HasPrefix(lines[6], "index ") {
+		return "statement"
+	}
+	index, err := strconv.ParseInt(strings.TrimPrefix(lines[6], "index "), 10, 64)
+	if err != nil {
+		return "index: " + err.Error()
+	}
+	statement := strings.Join(lines[:6], "\n") + "\n"
+	return verdict(tlog.CheckRecord(hashes(lines[7:]), size, hash(body[3]), index, tlog.RecordHash([]byte(statement))))
+}
+
 func main() {
 	var in input
 	if err := json.NewDecoder(os.Stdin).Decode(&in); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	out := output{Inclusion: []string{}, Consistency: []string{}}
+	out := output{Inclusion: []string{}, Consistency: []string{}, Receipts: []string{}}
 	if in.Checkpoint != "" {
 		openCheckpoint(in, &out)
 	}
@@ -116,6 +154,9 @@ func main() {
 	for _, c := range in.Consistency {
 		err := tlog.CheckTree(hashes(c.Proof), c.New, hash(c.NewRoot), c.Old, hash(c.OldRoot))
 		out.Consistency = append(out.Consistency, verdict(err))
+	}
+	for _, r := range in.Receipts {
+		out.Receipts = append(out.Receipts, checkReceipt(in.VerifierKey, r))
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
 }
