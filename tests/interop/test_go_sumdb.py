@@ -1,5 +1,6 @@
 """Interoperability: Go's golang.org/x/mod/sumdb/note and sumdb/tlog, unchanged, verify the
-checkpoints, proofs and receipts (a signed batch note and an RFC 9162 path) this core produces (DESIGN.md: third-party verifiers must accept them).
+checkpoints, proofs and receipts (a signed batch note and an RFC 9162 path) this core produces
+(DESIGN.md: third-party verifiers must accept them).
 
 Needs Go and the x/mod source (Debian: golang-go, golang-golang-x-mod-dev); .ci/run installs them.
 Skipped only outside CI when they are missing.
