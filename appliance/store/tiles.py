@@ -191,31 +191,36 @@ class TileCollector:
 
     def on_node(self, node: NodeID, hash_: bytes) -> None:
         """Record a completed perfect node; nodes must arrive in `CompactRange.append` order."""
-        if node.level % TILE_HEIGHT and node.level != MID_LEVEL:
+        # Called for every node, ~2 per leaf on the writer's path: each attribute is read once.
+        level = node.level
+        if level % TILE_HEIGHT and level != MID_LEVEL:
             return
-        if self._counts is None:
+        counts = self._counts
+        if counts is None:
             self._replay.append((node, hash_))
             return
-        if node.level == MID_LEVEL:
-            self._mids.append(hash_)
-            if len(self._mids) == TILE_WIDTH // MID_SPAN:
-                self._full_mids.append((node.index >> (TILE_HEIGHT - MID_LEVEL), b"".join(self._mids)))
+        if level == MID_LEVEL:
+            mids = self._mids
+            mids.append(hash_)
+            if len(mids) == TILE_WIDTH // MID_SPAN:
+                self._full_mids.append((node.index >> (TILE_HEIGHT - MID_LEVEL), b"".join(mids)))
                 self._mids = []
             return
-        level = node.level // TILE_HEIGHT
-        if level == len(self._counts):
-            self._counts.append(0)
+        level //= TILE_HEIGHT
+        if level == len(counts):
+            counts.append(0)
             self._partial.append([])
-        if node.index != self._counts[level]:
-            raise InvalidInput(f"tile level {level} expected node {self._counts[level]} next, got {node}"
+        index = node.index
+        if index != counts[level]:
+            raise InvalidInput(f"tile level {level} expected node {counts[level]} next, got {node}"
                                " (collector resumed at the wrong size?)", field="node")
-        self._counts[level] += 1
+        counts[level] = index + 1
         hashes = self._partial[level]
         hashes.append(hash_)
         if level:
-            self._roots.append((tile_key(level - 1, node.index), hash_))
+            self._roots.append((tile_key(level - 1, index), hash_))
         if len(hashes) == TILE_WIDTH:
-            self._full.append((tile_key(level, node.index // TILE_WIDTH), b"".join(hashes)))
+            self._full.append((tile_key(level, index // TILE_WIDTH), b"".join(hashes)))
             hashes.clear()
 
     def flush(self, conn: sqlite3.Connection) -> None:
