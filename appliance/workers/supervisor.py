@@ -28,6 +28,7 @@ from appliance.listen import ServeError
 from appliance.service import Appliance
 from appliance.settings import Settings
 from appliance.web.rate_limit import FailureLimiter
+from appliance.workers.frozen import freeze_startup_objects
 from appliance.workers.link import abstract_address
 from appliance.workers.primary import PrimaryService
 
@@ -116,6 +117,7 @@ class Supervisor:
                 self._check(worker, time.monotonic())
         log.info("workers ready", extra={"fields": {"workers": len(self.workers),
                                                      "connected": self.service.workers_connected}})
+        freeze_startup_objects()
 
     async def _stop_workers(self) -> None:
         """SIGTERM every worker (each finishes its requests in flight within `graceful` seconds),

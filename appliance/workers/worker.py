@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from appliance.settings import Settings
     from appliance.web.app import create_app
     from appliance.web.client_limits import server_options
+    from appliance.workers.frozen import freeze_startup_objects
     from appliance.workers.remote import PrimaryLink, SharedFailureLimiter, SharedInstruments, SharedReplayGuard
 
     settings = Settings.from_env()
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
 
     link.on_lost = primary_gone
+    freeze_startup_objects()
     server.run(sockets=[sock])
     return 0
 
