@@ -30,13 +30,12 @@ which starts with its origin line.
 """
 
 import base64
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from appliance.core.errors import NoteFormatError, ProofError, VerificationError
-from appliance.core.hashing import HASH_SIZE, sha256
+from appliance.core.hashing import HASH_SIZE, leaf_hash, node_hash, sha256
 from appliance.core.keys import b64decode_strict, check_key_name
 from appliance.core.note import SIGNATURE_PREFIX, Signer, Verifier, open_note
 from appliance.core.proof_verify import verify_inclusion
@@ -145,14 +144,6 @@ class Receipt:
             raise ReceiptError("entry hashes do not match the receipt's digest")
 
 
-def _statement_leaf(statement: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + statement).digest()
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
 def batch_tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
     """The RFC 9162 Merkle Tree Hash of `leaves` (leaf hashes, at least one) and each leaf's
     inclusion proof, built as the RFC's PATH(m, D[n]): split at the largest power of two below n."""
@@ -165,7 +156,7 @@ def batch_tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
         path.append(right)
     for path in right_paths:
         path.append(left)
-    return _node(left, right), left_paths + right_paths
+    return node_hash(left, right), left_paths + right_paths
 
 
 class ReceiptSigner:
@@ -204,7 +195,7 @@ class ReceiptSigner:
         return self._batch([r.statement() for r in receipts])
 
     def _batch(self, statements: list[str]) -> list[str]:
-        root, paths = batch_tree([_statement_leaf(s.encode()) for s in statements])
+        root, paths = batch_tree([leaf_hash(s.encode()) for s in statements])
         body = f"{self._batch_head}{len(statements)}\n{base64.b64encode(root).decode()}\n"
         signature = base64.b64encode(self._key_id + self._sign(body.encode())).decode()
         note = f"{body}{self._signature_line}{signature}\n"
@@ -240,7 +231,7 @@ def _open_batch_receipt(text: str, log_verifier: Verifier) -> Receipt:
     size, root = _count(batch[2], "batch size", 1), _canonical_hash(batch[3], "batch root")
     index = int(index_line[1])
     try:
-        verify_inclusion(index, size, _statement_leaf(receipt.statement().encode()), path, root)
+        verify_inclusion(index, size, leaf_hash(receipt.statement().encode()), path, root)
     except ProofError as error:
         raise ReceiptError(f"the statement is not in the signed batch: {error}") from error
     return receipt
