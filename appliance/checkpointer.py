@@ -27,7 +27,7 @@ from appliance.store.checkpoints import (
 )
 from appliance.store.db import connect, migrate
 from appliance.store.errors import StoreError
-from appliance.store.tiles import TreeReader
+from appliance.store.tree_reader import TreeReader
 
 log = logging.getLogger("runlog.checkpointer")
 

@@ -32,7 +32,7 @@ from appliance.core.cosignature import generate_cosigner  # noqa: E402
 from appliance.core.keys import generate_signer  # noqa: E402
 from appliance.core.sequencer import Event  # noqa: E402
 from appliance.store.db import connect  # noqa: E402
-from appliance.store.tiles import TreeReader  # noqa: E402
+from appliance.store.tree_reader import TreeReader  # noqa: E402
 from appliance.store.writer import AppendRequest, Writer  # noqa: E402
 
 ORIGIN = "bench.example/log"

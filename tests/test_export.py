@@ -279,7 +279,7 @@ def test_anchor_locations_come_from_the_outbox(tmp_path):
 def test_export_proofs_equal_the_tree_readers(tmp_path):
     """The export's PATH-built proofs are TreeReader's (core planner) proofs, at sizes around tile edges."""
     from appliance.store.export import _Proofs
-    from appliance.store.tiles import TreeReader
+    from appliance.store.tree_reader import TreeReader
 
     s = Store(tmp_path)
     try:

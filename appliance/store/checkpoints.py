@@ -31,7 +31,7 @@ from appliance.core.timefmt import format_utc, parse_utc
 from appliance.store import keyring
 from appliance.store.db import get_meta
 from appliance.store.errors import StoreError
-from appliance.store.tiles import TreeReader
+from appliance.store.tree_reader import TreeReader
 
 SETTLE = timedelta(seconds=2)
 MAX_PAGE = 1000

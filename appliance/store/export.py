@@ -20,7 +20,8 @@ from appliance.core.tiles import MID_LEVEL, MID_SPAN, TILE_HEIGHT, TILE_WIDTH, T
 from appliance.core.tree import perfect_subtrees
 from appliance.store.checkpoints import StoredCheckpoint, latest_checkpoint
 from appliance.store.errors import StoreCorrupt, StoreError
-from appliance.store.tiles import TreeReader, read_level0_tiles, read_level4_nodes, read_tile_bytes
+from appliance.store.tiles import read_level0_tiles, read_level4_nodes, read_tile_bytes
+from appliance.store.tree_reader import TreeReader
 
 
 class ExportError(StoreError):

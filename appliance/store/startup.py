@@ -20,7 +20,7 @@ from appliance.core.errors import ChainError, RunlogError
 from appliance.core.hashing import leaf_hash
 from appliance.store.errors import StoreCorrupt
 from appliance.core.tiles import TILE_WIDTH
-from appliance.store.tiles import TreeReader
+from appliance.store.tree_reader import TreeReader
 
 
 @dataclass(frozen=True)

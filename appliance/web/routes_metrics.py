@@ -12,7 +12,7 @@ from appliance.anchors.outbox import anchor_status
 from appliance.core.timefmt import parse_utc
 from appliance.service import Appliance
 from appliance.store.checkpoints import latest_checkpoint
-from appliance.store.tiles import TreeReader
+from appliance.store.tree_reader import TreeReader
 from appliance.web.instruments import Histogram, Instruments
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

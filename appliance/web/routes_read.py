@@ -17,7 +17,7 @@ from appliance.core.errors import InvalidInput
 from appliance.core.hashing import leaf_hash
 from appliance.service import Appliance
 from appliance.store import keyring, runs
-from appliance.store.tiles import TileCache, TreeReader
+from appliance.store.tree_reader import TileCache, TreeReader
 from appliance.web.auth import require_scope
 from appliance.web.errors import NotFound
 from appliance.web.schemas import EntryOut, HealthOut, KeyOut, KeysOut, ProofOut

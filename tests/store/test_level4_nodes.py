@@ -15,7 +15,8 @@ from appliance.core.tiles import mid_nodes
 from appliance.store.db import MIGRATIONS, connect, migrate
 from appliance.store.errors import StoreCorrupt
 from appliance.store.export import export_signed_bundle
-from appliance.store.tiles import TileCollector, TreeReader, tile_key
+from appliance.store.tiles import TileCollector, tile_key
+from appliance.store.tree_reader import TreeReader
 from appliance.verify_store import Keys, verify_store
 from tests.export_helpers import Store, trace
 

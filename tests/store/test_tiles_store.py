@@ -21,7 +21,8 @@ from appliance.core.sequencer import Event, RunHead, Sequencer
 from appliance.core.tiles import TILE_WIDTH, tiles_for_size
 from appliance.core.tree import NodeID, root_from_leaf_hashes
 from appliance.store.db import connect, migrate
-from appliance.store.tiles import TileCache, TileCollector, TileStoreError, TreeReader, TreeSizeError, tile_key
+from appliance.store.tiles import TileCollector, TileStoreError, TreeSizeError, tile_key
+from appliance.store.tree_reader import TileCache, TreeReader
 
 RESTARTS = [1, 255, 256, 257, 511, 700, 65535, 65536, 65537]
 BIG = 66_000

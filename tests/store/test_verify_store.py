@@ -23,7 +23,8 @@ from appliance.core.keys import generate_signer
 from appliance.core.sequencer import Event
 from appliance.store.checkpoints import CheckpointSigners, cut_checkpoint, cut_daily_roots
 from appliance.store.db import APPEND_ONLY_TABLES, connect, set_meta
-from appliance.store.tiles import TileCollector, TreeReader
+from appliance.store.tiles import TileCollector
+from appliance.store.tree_reader import TreeReader
 from appliance.store.writer import AppendRequest, Writer
 from appliance.verify_store import Keys, VerifyReport, verify_store
 

@@ -17,7 +17,7 @@ from appliance.core.sequencer import Event, RunClosedError
 from appliance.core.tree import root_from_leaf_hashes
 from appliance.store.db import connect
 from appliance.store.errors import IdempotencyConflict, StoreCorrupt, StoreUnavailable
-from appliance.store.tiles import TreeReader
+from appliance.store.tree_reader import TreeReader
 from appliance.store.writer import AppendRequest, Writer
 
 ORIGIN = "runlog.test/log"
