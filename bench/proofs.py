@@ -25,7 +25,7 @@ from appliance.core.proof_verify import verify_consistency, verify_inclusion  # 
 from appliance.core.tiles import TILE_WIDTH  # noqa: E402
 from appliance.core.tree import root_from_leaf_hashes  # noqa: E402
 from appliance.store.db import connect, migrate  # noqa: E402
-from appliance.store.tiles import TileCollector, read_tile, tile_key  # noqa: E402
+from appliance.store.tiles import TileCollector, read_tile  # noqa: E402
 from appliance.store.tree_reader import TileCache, TreeReader  # noqa: E402
 from appliance.core.tiles import TileID  # noqa: E402
 
