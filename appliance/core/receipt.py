@@ -31,6 +31,7 @@ which starts with its origin line.
 
 import base64
 import re
+from binascii import b2a_base64  # base64 with the line's newline, in C
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -146,17 +147,27 @@ class Receipt:
 
 def batch_tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
     """The RFC 9162 Merkle Tree Hash of `leaves` (leaf hashes, at least one) and each leaf's
-    inclusion proof, built as the RFC's PATH(m, D[n]): split at the largest power of two below n."""
-    if len(leaves) == 1:
-        return leaves[0], [[]]
-    split = 1 << ((len(leaves) - 1).bit_length() - 1)
-    left, left_paths = batch_tree(leaves[:split])
-    right, right_paths = batch_tree(leaves[split:])
-    for path in left_paths:
-        path.append(right)
-    for path in right_paths:
-        path.append(left)
-    return node_hash(left, right), left_paths + right_paths
+    inclusion proof. Built bottom up: each level's nodes hashed in pairs, left to right, and an
+    odd last node carried up as it is. That is the RFC's tree (split at the largest power of two
+    below n) and its PATH(m, D[n]), without the recursion's slices (tests: the core's proofs)."""
+    paths: list[list[bytes]] = [[] for _ in leaves]
+    level, spans = list(leaves), [(i, i + 1) for i in range(len(leaves))]  # leaves under each node
+    while len(level) > 1:
+        parents, parent_spans = [], []
+        for j in range(0, len(level) - 1, 2):
+            left, right = level[j], level[j + 1]
+            (start, middle), (_, end) = spans[j], spans[j + 1]
+            for i in range(start, middle):
+                paths[i].append(right)
+            for i in range(middle, end):
+                paths[i].append(left)
+            parents.append(node_hash(left, right))
+            parent_spans.append((start, end))
+        if len(level) & 1:
+            parents.append(level[-1])
+            parent_spans.append(spans[-1])
+        level, spans = parents, parent_spans
+    return level[0], paths
 
 
 class ReceiptSigner:
@@ -184,8 +195,10 @@ class ReceiptSigner:
         for first_seq, entry_hashes in requests:
             if type(first_seq) is not int or first_seq < 0 or not entry_hashes:
                 raise NoteFormatError("a receipt covers one or more entries from a seq >= 0", field="first_seq")
+            only = entry_hashes[0] if type(entry_hashes) is tuple and len(entry_hashes) == 1 else None  # most requests
+            digest = sha256(only) if type(only) is bytes and len(only) == HASH_SIZE else digest_of(entry_hashes)
             statements.append(f"{self._head}{first_seq}\n{len(entry_hashes)}\n{received_at}\n"
-                              f"{base64.b64encode(digest_of(entry_hashes)).decode()}\n")
+                              f"{b2a_base64(digest).decode()}")
         return self._batch(statements)
 
     def sign_receipts(self, receipts: Sequence[Receipt]) -> list[str]:
@@ -198,9 +211,8 @@ class ReceiptSigner:
         root, paths = batch_tree([leaf_hash(s.encode()) for s in statements])
         body = f"{self._batch_head}{len(statements)}\n{base64.b64encode(root).decode()}\n"
         signature = base64.b64encode(self._key_id + self._sign(body.encode())).decode()
-        note = f"{body}{self._signature_line}{signature}\n"
-        b64 = base64.b64encode
-        return [f"{statement}index {index}\n" + "".join(f"{b64(h).decode()}\n" for h in path) + f"\n{note}"
+        after_path = f"\n{body}{self._signature_line}{signature}\n"
+        return [f"{statement}index {index}\n{b''.join(map(b2a_base64, path)).decode()}{after_path}"
                 for index, (statement, path) in enumerate(zip(statements, paths))]
 
 

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from appliance.core.compact import CompactRange, NodeVisitor
-from appliance.core.entry import Entry, EntryParts, encode_parts, join_parts, join_templates
+from appliance.core.entry import MAX_SAFE_INTEGER, Entry, EntryParts, encode_parts, join_parts, join_templates
 from appliance.core.errors import EntryError, InvalidInput
 from appliance.core.hashing import leaf_hash, sha256
 from appliance.core.timefmt import check_utc
@@ -108,6 +108,8 @@ class Sequencer:
             raise InvalidInput("head_hash must be given exactly when the log is not empty", field="head_hash")
         self._head_hash = head_hash
         self._lookup_run = lookup_run
+        self._received_at: str | None = None  # the last received_at checked, and its join templates
+        self._templates = join_templates("")
 
     @property
     def size(self) -> int:
@@ -136,8 +138,10 @@ class Sequencer:
         Raises `EntryError` (field named, `index` attribute = position in the batch) and leaves
         the sequencer unchanged if any event is invalid or targets a closed run.
         """
-        check_utc(received_at, field="received_at")
-        linked, run_start = join_templates(received_at)
+        if received_at != self._received_at:  # a group commit's requests share one: checked once
+            check_utc(received_at, field="received_at")
+            self._received_at, self._templates = received_at, join_templates(received_at)
+        linked, run_start = self._templates
         appended: list[Appended] = []
         leaves: list[bytes] = []
         touched: dict[str, RunHead] = {}
@@ -154,6 +158,12 @@ class Sequencer:
             if run is not None and run.closed:
                 error = RunClosedError(f"run {trace_id} was closed by its final entry at seq {run.last_seq}",
                                        field="trace_id")
+                error.index = index  # type: ignore[attr-defined]
+                raise error
+            if seq > MAX_SAFE_INTEGER or (run is not None and run.count > MAX_SAFE_INTEGER):
+                # JSON's safe integers end here (RFC 8785): an entry beyond them could not be encoded
+                error = EntryError("the log or the run holds 2^53 - 1 entries: no seq is left for another",
+                                   field="seq" if seq > MAX_SAFE_INTEGER else "run_seq")
                 error.index = index  # type: ignore[attr-defined]
                 raise error
             if parts is None:

@@ -157,3 +157,35 @@ def test_join_templates_equal_join_parts(head: bytes, tail: bytes, seq: int, run
         assert run_start % (head, hexlify(prev), seq, tail) == expected
     else:
         assert linked % (head, hexlify(prev), hexlify(run_prev), run_seq, seq, tail) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "2026-11-28 08:00:00Z", "2026-02-30T08:00:00Z", None])
+def test_a_bad_received_at_is_refused_even_after_a_good_one_and_leaves_no_trace(bad):
+    # The sequencer checks a group's received_at once and keeps its templates: a different value,
+    # the empty string included, is checked again.
+    sequencer, runs, _ = build(3)
+    size, head = sequencer.size, sequencer.head_hash
+    with pytest.raises(EntryError) as refused:
+        sequencer.extend([event(TRACES[0], "late")], bad)
+    assert refused.value.field == "received_at"
+    assert (sequencer.size, sequencer.head_hash) == (size, head)
+    items, _ = sequencer.extend([event(TRACES[0], "next")], RECEIVED)
+    assert items[0].seq == size and json.loads(items[0].data)["received_at"] == RECEIVED
+
+
+def test_no_entry_is_sequenced_past_the_last_safe_integer():
+    # Found by test_sequenced_entries_are_the_bytes_encode_entry_makes: a run at 2^53 - 1 entries
+    # got run_seq 2^53, which canonical JSON cannot carry. Such a request is refused whole.
+    full = RunHead(2**53, b"\x11" * 32, 5, False, 0)
+    sequencer = Sequencer({TRACES[0]: full}.get, frontier=CompactRange.from_peaks(6, [b"\x22" * 32] * 2),
+                          head_hash=b"\x33" * 32)
+    with pytest.raises(EntryError) as refused:
+        sequencer.extend([event(TRACES[1], "fine"), event(TRACES[0], "one too many")], RECEIVED)
+    assert refused.value.field == "run_seq" and refused.value.index == 1 and sequencer.size == 6
+    last = Sequencer(lambda _: None, frontier=CompactRange.from_peaks(2**53, [b"\x22" * 32]), head_hash=b"\x33" * 32)
+    with pytest.raises(EntryError) as refused:
+        last.extend([event(TRACES[1], "beyond")], RECEIVED)
+    assert refused.value.field == "seq"
+    at_the_end = Sequencer(lambda _: None, frontier=CompactRange.from_peaks(2**53 - 1, [b"\x22" * 32] * 53),
+                           head_hash=b"\x33" * 32)
+    assert at_the_end.extend([event(TRACES[1], "last")], RECEIVED)[0][0].seq == 2**53 - 1
