@@ -1,8 +1,9 @@
 """Disk trouble while serving: the data directory's filesystem fills up, or goes read-only.
 
 - full: the data directory is a small tmpfs; a filler file takes its last bytes while producers
-  stream; appends must fail with a 503 JSON error, reads keep working, and once the filler is
-  deleted appends succeed again without a restart. Nothing a 503 answered may be in the store.
+  stream; once the room the writer reserved in its WAL is used up, appends must fail with a 503
+  JSON error, reads keep working, and once the filler is deleted appends succeed again without a
+  restart. Nothing a 503 answered may be in the store.
 - read-only: the data directory is ext4 on a loop device mounted `errors=remount-ro`; an error is
   injected (`/sys/fs/ext4/<dev>/trigger_fs_error`), so the kernel remounts it read-only under the
   running server, as it does after a real I/O error. Appends must fail with 503; the server must
@@ -102,6 +103,16 @@ def _wait_for_acks(load: Load, timeout: float) -> float | None:
     return None
 
 
+def _wait_for_refusals(load: Load, timeout: float) -> float | None:
+    """Seconds until the producers see their first failure, None if none within `timeout`."""
+    start, before = time.monotonic(), load.failed
+    while time.monotonic() - start < timeout:
+        if load.failed > before:
+            return time.monotonic() - start
+        time.sleep(0.01)
+    return None
+
+
 def _settle(load: Load, seconds: float) -> dict[str, int]:
     errors_before = dict(load.errors)
     time.sleep(seconds)
@@ -114,10 +125,10 @@ def _final(server: Server, report: DiskReport, load: Load, *, stored_must_be_ack
     report.entries, problems = ledger_problems(server.data_dir / "runlog.sqlite", load.ledgers)
     report.problems += problems
     report.acknowledged = load.acknowledged
-    unacked = report.entries - report.acknowledged
-    if unacked and stored_must_be_acked:
+    unacked = report.entries - report.acknowledged  # below 0 when some were lost: ledger_problems says which
+    if unacked > 0 and stored_must_be_acked:
         report.problems.append(f"{unacked} stored events were answered with an error (half-written)")
-    elif unacked:
+    elif unacked > 0:
         report.notes.append(f"{unacked} events stored whole although their request was answered 503 (durable "
                             "before the filesystem failed; a retry with the same Idempotency-Key gets the receipt)")
 
@@ -134,6 +145,13 @@ def disk_full(work: Path, *, seconds: float = 2.0, size_mib: int | None = None) 
         try:
             time.sleep(seconds)
             filler = fill(disk)
+            # The writer reserved room in its WAL (appliance/store/wal.py): commits go on into it
+            # until a checkpoint, which needs the database file to grow, cannot free it.
+            refusing = _wait_for_refusals(load, timeout=120)
+            if refusing is None:
+                report.problems.append("appends still succeeded 120 s after the disk was filled")
+            else:
+                report.notes.append(f"first append refused {refusing:.1f} s after the disk was filled")
             report.refused = _settle(load, seconds)
             _probe_refusal(server, report)
             filler.unlink()
@@ -177,9 +195,12 @@ def disk_read_only(work: Path, *, seconds: float = 2.0, size_mib: int = 64) -> D
             load.stop()
             stop(server)
         # What an operator does after the kernel remounted a disk read-only; nothing in the store.
+        wal = disk / "data" / "runlog.sqlite-wal"
+        held = wal.stat().st_size if wal.exists() else None  # as the page cache has it
         fsck = repair_and_remount(image, disk)
         remounted = time.monotonic()
-        report.notes.append(f"e2fsck -fy exited {fsck} (1: errors corrected)")
+        report.notes.append(f"e2fsck -fy exited {fsck} (1: errors corrected); the WAL was {held} bytes before the "
+                            f"unmount, {wal.stat().st_size if wal.exists() else None} after")
         server = Server(disk / "data", port=server.port).start()
         resumed = Load(server.url, ADMIN_TOKEN, 4, ledgers=load.ledgers)  # one ledger before and after
         try:

@@ -1,0 +1,115 @@
+"""The WAL reserve: the store's write-ahead log file given room, as written and synced zeros,
+before commits need it, so that an acknowledged commit never depends on the file growing.
+
+Why: a commit that appends to the WAL makes ext4 journal the file's new size and blocks, and
+SQLite's COMMIT (synchronous=FULL) returns once fdatasync says that journal transaction is
+committed. When the filesystem hits an error (errors=remount-ro) the kernel aborts its journal:
+the running transaction is closed and never committed, and for ~17 ms (the abort and the read-only
+flag are set apart) an fdatasync that asks for that transaction still returns 0. As we read the
+kernel's source, jbd2_complete_transaction takes a transaction that is no longer running or
+committing for committed, without looking at the abort. The commit is acknowledged; after `e2fsck`
+the WAL is as long as before it, and its last frames are gone. Overwriting blocks the file already
+holds needs no journal transaction: the data goes in place and fdatasync flushes it, or fails.
+
+Measured on this machine (Linux 6.18, ext4 on a loop device, an error injected while appending):
+4 KiB blocks appended and fdatasynced, the last acknowledged one lost in 18 of 140 runs, 0 of 100
+with the file preallocated; one row per SQLite commit through `connect()`
+(reliability/wal_reserve.py), lost in 5 of 40 trials, 0 of 40 with this reserve; and
+tests/reliability/test_disk.py with the CPU and disk busy, 3 acknowledged events lost in 1 of 24
+runs, the WAL 12,360 bytes (3 frames, the last group commit) shorter after e2fsck than before.
+
+Zeros after the WAL's last frame are what SQLite expects to find there anyway (stale frames of an
+older generation): recovery stops at the first frame whose salt or checksum does not match, and
+a WAL that is all zeros has no valid header, so it is empty. SQLite never shrinks the file while
+a connection has it open (journal_size_limit is not set), and deletes it when the last one closes.
+The main database file still grows during checkpoints; that is not covered here (it would take a
+checkpoint that the same abort cuts short, and then a commit that overwrites the WAL's frames).
+"""
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from appliance.store.errors import StoreError
+
+log = logging.getLogger("runlog.store")
+
+WAL_RESERVE_BYTES = 16 * 1024 * 1024  # the WAL of a busy store stays under ~10 MiB (checkpoints every 1,000 pages)
+_CHUNK = 1024 * 1024
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
+def wal_path(db_path: str | Path) -> Path:
+    return Path(f"{db_path}-wal")
+
+
+def reserve_wal(conn: sqlite3.Connection, db_path: str | Path, size: int = WAL_RESERVE_BYTES) -> int:
+    """Make the WAL of the store at `db_path` at least `size` bytes long, the new bytes written as
+    zeros and synced with the directory entry, and return how many bytes were added (0 when it was
+    long enough: one stat). `conn` is an open connection to that store in WAL mode, outside a
+    transaction; the zeros are written under its write lock (BEGIN IMMEDIATE), so that no other
+    connection appends frames meanwhile. The bytes already in the file are never touched."""
+    path = wal_path(db_path)
+    if _size(path) >= size:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")  # opens the WAL (SQLite creates it) and holds SQLite's write lock
+    try:
+        if not path.exists():
+            raise StoreError(f"{db_path} is not in WAL mode: no {path.name} to reserve room in")
+        added = _extend(path, size)
+    finally:
+        conn.execute("ROLLBACK")  # nothing was written through SQLite
+    return added
+
+
+class WalReserve:
+    """The writer's reserve: made before its first commit, and made twice as large after a commit
+    that outgrew it (SQLite extended the file: readers kept a checkpoint from restarting the WAL,
+    or a group larger than the room left), so that only that commit depended on the file growing.
+    Best effort: a disk that cannot give the room (full, read-only) is logged, and the store works
+    as it would without (it will refuse commits itself if it must). `after_commit` costs one stat."""
+
+    def __init__(self, conn: sqlite3.Connection, db_path: str | Path, size: int = WAL_RESERVE_BYTES) -> None:
+        self._conn, self._db_path, self.size = conn, db_path, size
+        self._path = wal_path(db_path)
+        self._reserve()
+
+    def after_commit(self) -> None:
+        grown = _size(self._path)
+        if grown > self.size:
+            self.size = 2 * grown  # also when the disk cannot give it now: tried again once outgrown
+            self._reserve()
+
+    def _reserve(self) -> None:
+        try:
+            reserve_wal(self._conn, self._db_path, self.size)
+        except (OSError, sqlite3.Error) as error:
+            log.warning("could not reserve %d MiB for the WAL (commits will extend it): %s", self.size >> 20, error)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _extend(path: Path, size: int) -> int:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        start = offset = os.fstat(fd).st_size
+        zeros = memoryview(bytes(_CHUNK))
+        while offset < size:
+            offset += os.pwrite(fd, zeros[:size - offset], offset)
+        if offset == start:
+            return 0
+        _fdatasync(fd)
+    finally:
+        os.close(fd)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return offset - start
