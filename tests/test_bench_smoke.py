@@ -109,3 +109,14 @@ def test_writer_reports_parse_and_writer_cpu_per_event():
     for case in ("parse, bench batches", "writer, known runs", "writer, new runs"):
         assert case in done.stdout, done.stdout
     assert "µs CPU/event" in done.stdout and "events/s" in done.stdout
+
+
+def test_skeleton_runs_its_cases_and_stores_what_it_answered():
+    done = run_script("skeleton.py", "--quick", "--rounds", "1", "--clients", "4")
+    assert done.returncode == 0, done.stderr
+    for case in ("bare Litestar", "skeleton, plain ASGI", "skeleton, Litestar route", "runlog serve"):
+        assert case in done.stdout, done.stdout
+    assert done.stdout.count("errors 0") == 4, done.stdout  # every case answered every request
+    stored = [int(line.split(": ")[1].split()[0].replace(",", "")) for line in done.stdout.splitlines()
+              if "bodies stored" in line]
+    assert len(stored) == 2 and min(stored) > 0, done.stdout
