@@ -12,10 +12,14 @@ backoff; the long run keeps the production one (full jitter, capped at 300 s). B
 reached through a TCP relay that is cut (every connection closed mid-flight, the port refusing)
 and restored: that is "the endpoint is down" without touching the machine's Postgres, which other
 test runs share; its real restart lasts seconds. Real restarts need root; skipped without it.
+
+Ingest and the checkpointer never stop during the outages, so the outbox is never empty for long:
+each wait for the anchors is for every checkpoint signed when the wait began (what was queued
+during the outage), not for a moment with nothing pending. At the end ingest stops, a last
+checkpoint is signed, and the run waits until both anchors hold it before the final checks.
 """
 
 import argparse
-import logging
 import os
 import random
 import subprocess
@@ -29,17 +33,17 @@ from pathlib import Path
 
 import boto3
 from litestar.testing import TestClient
-from moto.server import ThreadedMotoServer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from appliance.anchors.outbox import Backoff, Outbox
+from appliance.anchors.outbox import FORK, INVALID, Backoff, Outbox
 from appliance.service import init_appliance, open_appliance
 from appliance.settings import Settings
+from appliance.store.db import connect
 from appliance.web.app import create_app
-from reliability.checks import anchor_problems, verify_store, wait_until_anchored
+from reliability.checks import anchor_problems, verify_store
+from reliability.moto import MotoProcess
 from reliability.postgres import PostgresTable
 from reliability.relay import Relay
-from tests.e2e.server import free_port
 
 ADMIN = "reliability-outage-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -58,12 +62,15 @@ class OutageReport:
     ingest_failures: int = 0
     slowest_ingest_ms: float = 0.0
     checkpoints: int = 0
+    s3_server_mb: float | None = None
+    queued: dict[str, int] = field(default_factory=dict)  # checkpoints waiting for an anchor when it came back
     timeline: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"outage: {self.events} events ingested throughout ({self.ingest_failures} failed, slowest request "
-               f"{self.slowest_ingest_ms:.0f} ms), {self.checkpoints} checkpoints, each anchored once"]
+               f"{self.slowest_ingest_ms:.0f} ms), {self.checkpoints} checkpoints, each anchored once; "
+               f"moto's server at {self.s3_server_mb or 0:.0f} MiB"]
         out += [f"  {line}" for line in self.timeline]
         out += [f"  PROBLEM: {p}" for p in self.problems] or ["  every check held"]
         return out
@@ -96,15 +103,17 @@ class Outage:
     def __init__(self, work: Path, pg: PostgresTable, *, lag_threshold: float, backoff: Backoff | None,
                  poll_seconds: float, checkpoint_interval: float, seed: int) -> None:
         self.work, self.pg, self.rng, self.report = work, pg, random.Random(seed), OutageReport()
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        self.moto_port = free_port()
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
-        self.moto.start()
+        self.moto = MotoProcess()
+        self.moto_port = self.moto.port
         self.bucket = f"outage-{uuid.uuid4().hex[:12]}"
-        self.s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.moto_port}", region_name="us-east-1")
-        self.s3.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
+        self.s3 = boto3.client("s3", endpoint_url=self.moto.url, region_name="us-east-1")
+        try:
+            self.s3.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
+        except BaseException:
+            self.moto.stop()
+            raise
         self.s3_relay = Relay(("127.0.0.1", self.moto_port)).start()
         info = conninfo_to_dict(pg.app_dsn)
         self.pg_relay = Relay((info.get("host") or "127.0.0.1", int(info.get("port") or 5432))).start()
@@ -117,6 +126,8 @@ class Outage:
                     "RUNLOG_ANCHOR_POSTGRES_TABLE": pg.table}
         self.settings = Settings.from_env(self.env)
         self.backoff, self.poll = backoff, poll_seconds
+        # A retry is at most the backoff's cap away: three of them bound a drain (900 s in production).
+        self.drain_timeout = max(60.0, 3 * (backoff or Backoff()).cap)
         self.started = time.monotonic()
 
     def say(self, line: str) -> None:
@@ -137,7 +148,7 @@ class Outage:
                 ingest = Ingest(client, self.report)
                 ingest.start()
                 try:
-                    self._wait_drained(60, "both anchors publishing")
+                    self._wait_published(60, "both anchors publishing")
                     self._outage("S3", self.s3_relay, s3_down)
                     if pg_restart:
                         self._restart_postgres()
@@ -146,6 +157,7 @@ class Outage:
                 finally:
                     ingest.stop.set()
                     ingest.join(30)
+                self._settle()
         finally:
             appliance.close()
         self._final_checks()
@@ -155,13 +167,64 @@ class Outage:
         response = self.client.get("/healthz")
         return response.status_code, response.json()["checks"]
 
-    def _wait_drained(self, timeout: float, what: str) -> float | None:
+    def _latest_size(self) -> int | None:
+        conn = connect(self.settings.db_path, readonly=True)
+        try:
+            return conn.execute("SELECT max(size) FROM checkpoints").fetchone()[0]
+        finally:
+            conn.close()
+
+    def _queued(self, name: str) -> int:
+        """How many checkpoints the anchor `name` ("S3", "Postgres") has not published yet."""
+        waiting, _ = self._unpublished()
+        return next(n for anchor, n in waiting.items() if anchor.startswith(f"{name.lower()}:"))
+
+    def _unpublished(self, through: int | None = None) -> tuple[dict[str, int], list[str]]:
+        """For each anchor, how many checkpoints (of sizes up to `through`, if given) it has not
+        published, queued or not yet; and the rows that failed for good (a fork, an invalid note)."""
+        conn = connect(self.settings.db_path, readonly=True)
+        try:
+            waiting = {name: conn.execute(
+                "SELECT count(*) FROM checkpoints c WHERE c.size <= ? AND NOT EXISTS (SELECT 1 FROM anchor_outbox o "
+                "WHERE o.anchor = ? AND o.size = c.size AND o.published_at IS NOT NULL)",
+                (2**63 - 1 if through is None else through, name)).fetchone()[0] for name in self.names}
+            failed = conn.execute("SELECT anchor, size, last_error FROM anchor_outbox WHERE published_at IS NULL "
+                                  "AND (last_error LIKE ? OR last_error LIKE ?) ORDER BY size LIMIT 5",
+                                  (f"{FORK}%", f"{INVALID}%")).fetchall()
+        finally:
+            conn.close()
+        return waiting, [f"{anchor} size {size}: {error[:200]}" for anchor, size, error in failed]
+
+    def _wait_published(self, timeout: float, what: str) -> float | None:
+        """Wait until both anchors published every checkpoint signed so far (the first one, if none
+        is yet); return how long that took. Checkpoints signed meanwhile are not waited for, so the
+        goal does not move while ingest goes on. A permanent failure ends the wait at once."""
         started = time.monotonic()
-        problems = wait_until_anchored(self.settings.db_path, self.names, timeout)
-        if problems:
-            self.report.problems += [f"{what}: {p}" for p in problems]
-            return None
-        return time.monotonic() - started
+        through = None
+        while True:
+            through = through if through is not None else self._latest_size()
+            waiting, failed = self._unpublished(through) if through is not None else ({}, [])
+            if failed:
+                self.report.problems += [f"{what}: failed for good: {f}" for f in failed]
+                return None
+            if through is not None and not any(waiting.values()):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                self.report.problems.append(
+                    f"{what}: not published after {timeout:.0f} s: " + (", ".join(
+                        f"{n} checkpoints up to size {through} to {name}" for name, n in waiting.items() if n)
+                        or "no checkpoint was signed"))
+                return None
+            time.sleep(0.05)
+
+    def _settle(self) -> None:
+        """Ingest has stopped: sign the last checkpoint now and wait until both anchors hold it."""
+        response = self.client.post("/v1/checkpoints", headers=AUTH)
+        if response.status_code not in (200, 201):
+            self.report.problems.append(f"POST /v1/checkpoints answered {response.status_code}: {response.text[:200]}")
+        drained = self._wait_published(self.drain_timeout, "at the end")
+        if drained is not None:
+            self.say(f"ingest stopped; every checkpoint anchored {drained:.1f} s later")
 
     def _outage(self, name: str, relay: Relay, seconds: float) -> None:
         """Cut `relay` in the middle of one of the next few publishing requests, keep it cut for
@@ -182,8 +245,9 @@ class Outage:
             time.sleep(0.1)
         if degraded_at is None:
             self.report.problems.append(f"/healthz never degraded during the {seconds:.0f} s {name} outage")
+        self.report.queued[name] = self._queued(name)
         relay.start()
-        self.say(f"{name} back")
+        self.say(f"{name} back, {self.report.queued[name]} checkpoints queued for it")
         self._recovered(name)
 
     def _restart_postgres(self) -> None:
@@ -196,9 +260,9 @@ class Outage:
         self._recovered("Postgres")
 
     def _recovered(self, name: str) -> None:
-        drained = self._wait_drained(900, f"after the {name} outage")
+        drained = self._wait_published(self.drain_timeout, f"after the {name} outage")
         if drained is not None:
-            self.say(f"outbox drained {drained:.1f} s later")
+            self.say(f"what was queued by then anchored {drained:.1f} s later")
         deadline = time.monotonic() + 30
         while (status := self._health()[0]) != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -213,8 +277,8 @@ class Outage:
         db = self.settings.db_path
         self.report.checkpoints, problems = anchor_problems(db, self.settings.origin, None, self.pg)
         self.report.problems += problems
-        versions = self.s3.list_object_versions(Bucket=self.bucket).get("Versions", [])
-        keys = sorted(v["Key"] for v in versions)
+        pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket)
+        keys = sorted(v["Key"] for page in pages for v in page.get("Versions", []))
         if len(keys) != len(set(keys)):
             self.report.problems.append(f"S3 holds {len(keys) - len(set(keys))} extra versions of checkpoint objects")
         if len(set(keys)) != self.report.checkpoints:
@@ -225,6 +289,7 @@ class Outage:
                                           "RUNLOG_ANCHOR_POSTGRES_DSN": self.pg.app_dsn})
         _, problems = verify_store(verifier, anchors=True)
         self.report.problems += problems
+        self.report.s3_server_mb = self.moto.rss_mb()
 
     def close(self) -> None:
         self.s3_relay.stop()
@@ -245,11 +310,12 @@ class _EnvServer:
 
 def run_outage(work: Path, *, s3_down: float, pg_down: float = 0.0, pg_restart: bool = True,
                lag_threshold: float = 1.0, backoff: Backoff | None = None, poll_seconds: float = 5.0,
-               checkpoint_interval: float = 0.2, seed: int = 20261128) -> OutageReport:
+               checkpoint_interval: float = 1.0, seed: int = 20261128) -> OutageReport:
     """The outages in order: S3 cut for `s3_down` s, a real Postgres restart, Postgres cut for
     `pg_down` s. `backoff=None` keeps the production outbox. Long runs want a checkpoint interval
-    of seconds: moto deep-copies every object version on each listing (the S3 anchor lists a key's
-    versions on every publish), so thousands of checkpoints exhaust its memory."""
+    of seconds: the S3 anchor lists a key's versions twice per publish and moto keeps a copy of every
+    version in the bucket per listing (reliability/moto.py), so its memory grows with the square
+    of the number of checkpoints."""
     with PostgresTable() as pg:
         outage = Outage(work, pg, lag_threshold=lag_threshold, backoff=backoff, poll_seconds=poll_seconds,
                         checkpoint_interval=checkpoint_interval, seed=seed)
