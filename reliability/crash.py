@@ -17,7 +17,8 @@ Kill points cycle through phases; what was in flight is read from the dead serve
 - checkpoint: 0-20 ms after `POST /v1/checkpoints` was sent;
 - backup: `runlog backup DEST` started, then 0-0.3 s later the server killed (the backup must
   still complete and verify), or, in every other backup round, the backup itself killed within
-  the time the previous backup took (nothing may be left under DEST's name).
+  the time the previous backup took (a partial copy stays under its temporary name; a file under
+  DEST's name, left by a kill that landed after the backup named its verified copy, must verify).
 """
 
 import argparse
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -69,6 +71,36 @@ class CrashReport:
 
 def backup_available(server: Server) -> bool:
     return server.runlog("backup", "--help").returncode == 0
+
+
+VERIFIED_BACKUPS = ("backup completed though the server was killed", "backup finished before its kill",
+                    "backup killed after giving its verified copy its name")
+
+
+def backup_outcome(dest: Path, returncode: int, *, killed: bool, stderr: str,
+                   verify: Callable[[Path], subprocess.CompletedProcess]) -> tuple[str, str | None]:
+    """(what happened, the problem or None) for a `runlog backup DEST` that ran while the server
+    (`killed=False`) or the backup itself (`killed=True`) was killed. A file at DEST must always be
+    a whole backup that verifies, whatever the exit status: `runlog backup` gives its copy that
+    name only once it verified (os.link or rename, atomic), so a kill that lands between that and
+    the process's exit leaves a complete backup, never a partial one under a final-looking name."""
+    if dest.exists():
+        verified = verify(dest)
+        if returncode == 0 or killed:
+            what = (("backup killed after giving its verified copy its name" if returncode != 0
+                     else "backup finished before its kill") if killed
+                    else "backup completed though the server was killed")
+            if verified.returncode == 0:
+                return what, None
+            return what, (f"backup {dest.name} (exit status {returncode}) is under its name but does not verify: "
+                          f"{verified.stdout[-500:]}")
+        return "backup failed", f"backup {dest.name} exited {returncode} but left a file under its name: {stderr}"
+    if returncode == 0:
+        return "backup finished", f"backup {dest.name} exited 0 but wrote nothing at its name: {stderr}"
+    if killed:
+        began = any(dest.parent.glob(f".{dest.name}.*"))  # its temporary copy, left behind
+        return ("backup killed while writing its copy" if began else "backup killed before copying"), None
+    return "backup failed", f"backup {dest.name} failed when the server was killed during it: {stderr}"
 
 
 class Crasher:
@@ -171,22 +203,13 @@ class Crasher:
         err = backup.communicate(timeout=120)[1].decode(errors="replace")[-500:]
         if not kill_backup:
             self.backup_seconds = time.monotonic() - started
-        if backup.returncode == 0:
-            verified = self.server.runlog("verify", "--db", str(dest))
-            if verified.returncode != 0:
-                self.report.problems.append(f"backup {dest.name} exited 0 but does not verify: {verified.stdout[-500:]}")
-            else:
-                self.report.backups_verified += 1
-                self.report.observed["backup finished before its kill" if kill_backup
-                                 else "backup completed though the server was killed"] += 1
-        elif kill_backup:
-            began = any(dest.parent.glob(f".{dest.name}.*"))  # its temporary copy, left behind
-            self.report.observed["backup killed while writing its copy" if began else "backup killed before copying"] += 1
+        outcome, problem = backup_outcome(dest, backup.returncode, killed=kill_backup, stderr=err,
+                                          verify=lambda path: self.server.runlog("verify", "--db", str(path)))
+        if problem is not None:
+            self.report.problems.append(problem)
         else:
-            self.report.problems.append(f"backup {dest.name} failed when the server was killed during it: {err}")
-        if backup.returncode != 0 and dest.exists():
-            self.report.problems.append(f"backup {dest.name} exited {backup.returncode} but left a file under its "
-                                        f"name: {err}")
+            self.report.observed[outcome] += 1
+            self.report.backups_verified += outcome in VERIFIED_BACKUPS
 
     # -- checks --------------------------------------------------------------------------------
 
