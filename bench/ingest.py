@@ -57,8 +57,8 @@ def free_port() -> int:
 class Served:
     """A server subprocess on 127.0.0.1 that answers GET /healthz; stopped with SIGTERM."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_path: Path) -> None:
-        self.argv, self.env, self.port, self.log_path = argv, env, port, log_path
+    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_path: Path, cwd: Path | None = None) -> None:
+        self.argv, self.env, self.port, self.log_path, self.cwd = argv, env, port, log_path, cwd
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
         self.startup_seconds = 0.0
@@ -69,7 +69,7 @@ class Served:
     def spawn(self) -> "Served":
         self._spawned = time.perf_counter()
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         return self
 
     def wait_healthy(self, timeout: float = 60.0) -> "Served":
@@ -132,7 +132,9 @@ def runlog_server(data_dir: Path, log_path: Path, workers: int | None = None, lo
         env["RUNLOG_WORKERS"] = str(workers)
     if loop is not None:
         env["RUNLOG_LOOP"] = loop
-    return Served([sys.executable, "-m", "appliance.cli", "serve"], env, port, log_path)
+    # `python -m` puts the working directory first on sys.path, before PYTHONPATH: run from this
+    # checkout, so that a bench started from another checkout (an A/B from a worktree) serves this one's code.
+    return Served([sys.executable, "-m", "appliance.cli", "serve"], env, port, log_path, cwd=BENCH.parent)
 
 
 def default_workers() -> int:
@@ -592,7 +594,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         for _, server, _ in servers:
             server.wait_healthy()
         made = subprocess.run([sys.executable, "-m", "appliance.cli", "token", "create", "bench", "--scopes", "append"],
-                              env=runlog.env, capture_output=True, text=True, check=True)
+                              env=runlog.env, cwd=runlog.cwd, capture_output=True, text=True, check=True)
         token = made.stdout.strip()
         for c in clients:
             for key, server, name in servers:

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, list[dict[str, float]
         for _, server in cases:
             server.wait_healthy()
         token = subprocess.run([sys.executable, "-m", "appliance.cli", "token", "create", "bench", "--scopes", "append"],
-                               env=runlog.env, capture_output=True, text=True, check=True).stdout.strip()
+                               env=runlog.env, cwd=runlog.cwd, capture_output=True, text=True, check=True).stdout.strip()
         for _ in range(args.rounds):
             for name, server in cases:
                 measured = ingest._measured(server, load, "/v1/events", token, bodies, args.clients, seconds)
