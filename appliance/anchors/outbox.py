@@ -40,6 +40,12 @@ _RETRYABLE = "(last_error IS NULL OR (last_error NOT LIKE 'FORK:%' AND last_erro
 _ROWS = """SELECT o.size, o.attempts, c.note FROM anchor_outbox o JOIN checkpoints c ON c.size = o.size
            WHERE o.anchor = ? AND o.published_at IS NULL
              AND (o.last_error IS NULL OR (o.last_error NOT LIKE 'FORK:%' AND o.last_error NOT LIKE 'INVALID:%'))"""
+# What runs at every poll and every /healthz reads unpublished rows only. In `_UNPUBLISHED`,
+# `+anchor` keeps the planner off the primary key (anchor, size), whose range for an anchor is its
+# whole published history (one row per checkpoint, ~105,000 a year at the default interval), and
+# on anchor_outbox_pending (published_at, ...); `_ROWS` walks the primary key from the first
+# unpublished size on (`_drain`).
+_UNPUBLISHED = "+anchor = ? AND published_at IS NULL"
 
 
 @dataclass(frozen=True)
@@ -124,14 +130,15 @@ def anchor_status(conn: sqlite3.Connection, anchor_names: Sequence[str], now: da
             f"""SELECT count(*), coalesce((julianday(?) - julianday(min(queued_at))) * 86400.0, 0),
                        count(*) - count(CASE WHEN {_RETRYABLE} THEN 1 END),
                        min(CASE WHEN {_RETRYABLE} THEN next_attempt_at END)
-                FROM anchor_outbox WHERE anchor = ? AND published_at IS NULL""", (stamp, name)).fetchone()
+                FROM anchor_outbox WHERE {_UNPUBLISHED}""", (stamp, name)).fetchone()
         error = conn.execute(
-            "SELECT last_error FROM anchor_outbox WHERE anchor = ? AND published_at IS NULL AND last_error IS NOT NULL "
+            f"SELECT last_error FROM anchor_outbox WHERE {_UNPUBLISHED} AND last_error IS NOT NULL "
             f"ORDER BY NOT {_RETRYABLE}, julianday(next_attempt_at) DESC LIMIT 1", (name,)).fetchone()
-        published = conn.execute("SELECT max(size) FROM anchor_outbox WHERE anchor = ? AND published_at IS NOT NULL",
-                                 (name,)).fetchone()[0]
-        result.append(AnchorStatus(name, pending, max(0.0, round(lag, 3)), error[0] if error else None, published, next_at,
-                                   failed > 0))
+        published = conn.execute(  # backwards along the primary key: past the pending rows at the end only
+            "SELECT size FROM anchor_outbox WHERE anchor = ? AND published_at IS NOT NULL ORDER BY size DESC LIMIT 1",
+            (name,)).fetchone()
+        result.append(AnchorStatus(name, pending, max(0.0, round(lag, 3)), error[0] if error else None,
+                                   published[0] if published else None, next_at, failed > 0))
     return result
 
 
@@ -261,18 +268,22 @@ class Outbox:
     def _seconds_to_next(self, conn: sqlite3.Connection, name: str) -> float:
         row = conn.execute(
             f"SELECT (min(julianday(next_attempt_at)) - julianday(?)) * 86400.0 FROM anchor_outbox "
-            f"WHERE anchor = ? AND published_at IS NULL AND {_RETRYABLE}", (_utc(self._clock()), name)).fetchone()
+            f"WHERE {_UNPUBLISHED} AND {_RETRYABLE}", (_utc(self._clock()), name)).fetchone()
         return self._poll if row[0] is None else max(0.0, row[0])
 
     def _drain(self, conn: sqlite3.Connection, anchor: Anchor, *, due_only: bool) -> tuple[int, int, str | None, float]:
         """Publish pending rows in size order; return (published, failed permanently, the error that
         stopped the drain or None, seconds until that row's retry)."""
+        first = conn.execute(f"SELECT min(size) FROM anchor_outbox WHERE {_UNPUBLISHED} AND {_RETRYABLE}",
+                             (anchor.name,)).fetchone()[0]
+        if first is None:
+            return 0, 0, None, 0.0
         query, params = _ROWS + " AND o.size > ?", [anchor.name]
         if due_only:
             query += " AND julianday(o.next_attempt_at) <= julianday(?)"
             params.append(_utc(self._clock()))
         published = failed = 0
-        for size, attempts, note in self._pages(conn, query + " ORDER BY o.size LIMIT ?", params):
+        for size, attempts, note in self._pages(conn, query + " ORDER BY o.size LIMIT ?", params, after=first - 1):
             if self._stopping.is_set() and due_only:
                 break
             try:
@@ -306,9 +317,9 @@ class Outbox:
         return published, failed, None, 0.0
 
     @staticmethod
-    def _pages(conn: sqlite3.Connection, query: str, params: list) -> Iterator[tuple[int, int, str]]:
-        """Rows in pages keyed on size, so a long backlog never sits in memory at once."""
-        after = -1
+    def _pages(conn: sqlite3.Connection, query: str, params: list, after: int) -> Iterator[tuple[int, int, str]]:
+        """Rows of sizes above `after`, in pages keyed on size, so a long backlog never sits in
+        memory at once; each page walks the primary key from where the last one ended."""
         while True:
             rows = conn.execute(query, [params[0], after, *params[1:], _PAGE]).fetchall()
             yield from rows

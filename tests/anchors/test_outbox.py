@@ -10,7 +10,7 @@ import pytest
 from appliance.anchors.localdir import LocalDirAnchor
 from appliance.anchors.outbox import Backoff, Outbox, anchor_status, queue_missing
 from appliance.anchors.postgres import PostgresAnchor
-from appliance.store.db import connect
+from appliance.store.db import connect, migrate
 from tests.anchors.conftest import ORIGIN, add_checkpoint, note_for, outbox_rows
 
 DEAD = "postgresql://postgres@127.0.0.1:1/test"
@@ -148,3 +148,49 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not met in time")
         time.sleep(0.02)
+
+
+def _store_with_history(db, published: int, pending: int, anchor: str) -> None:
+    """`published` checkpoints already anchored (their notes are never read again) and `pending`
+    ones after them, queued and due, as a store looks after a long life and a short outage."""
+    stamp, sizes = "2026-11-28T12:00:00.000000Z", range(1, published + pending + 1)
+    conn = connect(db)
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO checkpoints (size, root, note, cut_at) VALUES (?, ?, ?, ?)",
+                     [(s, s.to_bytes(32, "big"), "anchored long ago" if s <= published else note_for(s), stamp)
+                      for s in sizes])
+    conn.executemany("INSERT INTO anchor_outbox (anchor, size, queued_at, next_attempt_at, published_at, location) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", [(anchor, s, stamp, stamp, stamp if s <= published else None,
+                                                    "somewhere" if s <= published else None) for s in sizes])
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_work_per_poll_and_per_health_check_does_not_grow_with_the_published_history(tmp_path, clock):
+    """What the worker does at each poll while its anchor is down (one due-only drain that stops at
+    its first row, the time to its next try) and what /healthz reads (`anchor_status`) must cost
+    the same after 10,000 published checkpoints as after 100: counted in SQLite VM instructions,
+    not time. Walking the primary key read every published row (100x more work here)."""
+    anchor = dead_anchor()
+    work = {}
+    for published in (100, 10_000):
+        db = tmp_path / f"{published}.sqlite"
+        conn = connect(db)
+        migrate(conn)
+        _store_with_history(db, published, 3, anchor.name)
+        outbox = Outbox(db, [anchor], origin=ORIGIN, clock=clock, backoff=Backoff(1.0, 8.0), rng=lambda: 0.5)
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0  # carry on
+
+        conn.set_progress_handler(count, 10)
+        _, _, error, retry_in = outbox._drain(conn, anchor, due_only=True)
+        assert "cannot connect" in error and retry_in == 0.5
+        assert outbox._seconds_to_next(conn, anchor.name) == 0.0  # rows 2 and 3 are due; the worker holds off
+        status = anchor_status(conn, [anchor.name], clock())[0]
+        assert (status.pending, status.last_published_size) == (3, published)
+        work[published] = steps[0]
+        conn.close()
+    assert work[10_000] <= 1.2 * work[100] + 20, work
