@@ -31,6 +31,7 @@ from appliance.store.db import connect, migrate
 from appliance.store.errors import IdempotencyConflict, StoreUnavailable
 from appliance.store.startup import restore_log
 from appliance.store.tiles import TileCollector
+from appliance.store.wal import WalReserve
 
 log = logging.getLogger("runlog.writer")
 
@@ -186,6 +187,9 @@ class Writer:
         self._sequencer = Sequencer(self._lookup_run, frontier=restored.frontier, head_hash=restored.head_hash)
         self._last_received_at = restored.last_received_at
         self._tiles = TileCollector.resume(self._conn, restored.frontier.size)
+        # Commits overwrite room the WAL already has instead of growing it: an aborted ext4 journal
+        # can drop a size extension whose fdatasync returned 0 (appliance/store/wal.py).
+        self._wal = WalReserve(self._conn, self._db_path)
         self._accepting = True
         self._thread = threading.Thread(target=self._run, name="runlog-writer", daemon=True)
         self._thread.start()
@@ -334,6 +338,10 @@ class Writer:
             self.last_failure = (time.monotonic(), str(error))
             _settle([(waiter, failure) for _, waiter in group])
             return
+        try:  # the group is durable now: nothing below may fail it
+            self._wal.after_commit()
+        except Exception:  # noqa: BLE001 - best effort, as the reserve itself is
+            log.exception("could not check the WAL's reserve after a commit")
         for trace_id, head in self._overlay.items():
             if head.closed:  # takes no more events; the runs table answers the rare late one (soak: RSS +10% -> flat)
                 self._runs_cache.pop(trace_id, None)

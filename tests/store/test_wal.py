@@ -145,8 +145,7 @@ def test_a_disk_that_cannot_give_the_room_is_logged_and_the_store_works_as_witho
     reserve.after_commit()  # outgrown, and still no room: logged again, nothing raised
     assert caplog.text.count("could not reserve") == 2 and rows(path) == [0]
 
-@pytest.mark.xfail(strict=True, reason="asked of the lead (writer.py): Writer.start() calls reserve_wal before any "
-                                        "commit; drop this mark with that change")
+
 def test_a_started_writer_has_its_wal_reserved_before_the_first_commit(tmp_path):
     from appliance.core.keys import generate_signer
     from appliance.store.writer import Writer
@@ -156,5 +155,26 @@ def test_a_started_writer_has_its_wal_reserved_before_the_first_commit(tmp_path)
     writer.start()
     try:
         assert wal_path(path).stat().st_size >= WAL_RESERVE_BYTES
+    finally:
+        writer.stop()
+
+
+def test_a_failing_reserve_check_after_commit_never_fails_the_durable_group(tmp_path, caplog):
+    from appliance.core.keys import generate_signer
+    from appliance.core.sequencer import Event
+    from appliance.store.writer import AppendRequest, Writer
+
+    path = tmp_path / "runlog.sqlite"
+    writer = Writer(path, origin="runlog.test/log", signer=generate_signer("runlog.test/log", seed=b"\x07" * 32))
+    writer.start()
+    try:
+        def broken() -> None:
+            raise OSError(5, "Input/output error")
+
+        writer._wal.after_commit = broken
+        event = Event("4bf92f3577b34da6a3ce929d0e0e4736", "build", "info", "2026-11-29T01:00:00Z", "ci")
+        result = writer.append_sync(AppendRequest([event], "ci"))
+        assert result.first_seq == 0 and writer.size == 1 and writer.last_failure is None
+        assert "could not check the WAL's reserve" in caplog.text
     finally:
         writer.stop()
