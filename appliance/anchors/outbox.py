@@ -14,7 +14,10 @@ writer's thread and connection are never touched; our writes are single-row auto
   automatically; a note that is not the checkpoint its row claims is recorded "INVALID: ...". Both
   fail the health check.
 - Checkpoints without a row for a configured anchor (an anchor added later, a checkpoint whose
-  cutter did not queue it) are queued here, so "every checkpoint, every anchor" holds regardless.
+  cutter did not queue it) are queued here, when a worker starts and whenever a newer checkpoint
+  appears, so "every checkpoint, every anchor" holds regardless.
+- What a worker reads at each poll, and `anchor_status`, does not grow with the published history:
+  it reads the unpublished rows, and looks up the newest checkpoint and the last published one.
 """
 
 import logging
@@ -83,6 +86,15 @@ class AnchorStatus:
             return "degraded", (f"degraded: {self.pending} checkpoints pending, oldest for {self.lag_seconds:.0f} s "
                                 f"(threshold {lag_threshold:.0f} s); last error: {self.last_error or 'none yet'}")
         return "ok", "ok" if not self.pending else f"ok: {self.pending} pending"
+
+
+@dataclass
+class _WorkerState:
+    """What one anchor's worker remembers between polls: the newest checkpoint size it queued
+    missing rows for (-1: not looked yet) and until when (monotonic) its anchor is held off."""
+
+    newest: int | None = -1
+    hold_until: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -238,32 +250,37 @@ class Outbox:
             conn.close()
 
     def _work(self, anchor: Anchor) -> None:
-        wake, conn = self._wakes[anchor.name], None
-        hold_until, seen = 0.0, None
+        wake, conn, state = self._wakes[anchor.name], None, _WorkerState()
         while not self._stopping.is_set():
             wake.clear()  # before looking, so a wake() during the work is not lost
             delay = self._poll
             try:
                 if conn is None:
                     conn = self._connect()
-                marker = conn.execute("SELECT count(*), max(size) FROM checkpoints").fetchone()
-                if marker != seen:
-                    queue_missing(conn, [anchor.name], self._clock())
-                    seen = marker
-                if time.monotonic() < hold_until:
-                    delay = hold_until - time.monotonic()
-                else:
-                    _, _, error, retry_in = self._drain(conn, anchor, due_only=True)
-                    if error is not None:
-                        hold_until = time.monotonic() + retry_in
-                        delay = retry_in
-                    else:
-                        delay = min(self._poll, self._seconds_to_next(conn, anchor.name))
+                delay = self._poll_once(conn, anchor, state)
             except sqlite3.Error as error:
                 log.error("anchor outbox for %s cannot use the store: %s", anchor.name, error)
             wake.wait(max(0.0, delay))
         if conn is not None:
             conn.close()
+
+    def _poll_once(self, conn: sqlite3.Connection, anchor: Anchor, state: _WorkerState) -> float:
+        """One poll of `anchor`'s worker: queue what is missing when a newer checkpoint appeared,
+        publish what is due unless the anchor is held off after an error; return the seconds to
+        wait before the next poll. Every cutter queues its own checkpoint; this catches an anchor
+        configured since, or a cutter that did not know it (a lower size, say, at the next newer
+        checkpoint). The newest size is one lookup; counting the rows would read the whole table."""
+        newest = conn.execute("SELECT max(size) FROM checkpoints").fetchone()[0]
+        if newest != state.newest:
+            queue_missing(conn, [anchor.name], self._clock())
+            state.newest = newest
+        if time.monotonic() < state.hold_until:
+            return state.hold_until - time.monotonic()
+        _, _, error, retry_in = self._drain(conn, anchor, due_only=True)
+        if error is not None:
+            state.hold_until = time.monotonic() + retry_in
+            return retry_in
+        return min(self._poll, self._seconds_to_next(conn, anchor.name))
 
     def _seconds_to_next(self, conn: sqlite3.Connection, name: str) -> float:
         row = conn.execute(

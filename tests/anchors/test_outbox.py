@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from appliance.anchors.localdir import LocalDirAnchor
-from appliance.anchors.outbox import Backoff, Outbox, anchor_status, queue_missing
+from appliance.anchors.outbox import Backoff, Outbox, _WorkerState, anchor_status, queue_missing
 from appliance.anchors.postgres import PostgresAnchor
 from appliance.store.db import connect, migrate
 from tests.anchors.conftest import ORIGIN, add_checkpoint, note_for, outbox_rows
@@ -167,10 +167,11 @@ def _store_with_history(db, published: int, pending: int, anchor: str) -> None:
 
 
 def test_work_per_poll_and_per_health_check_does_not_grow_with_the_published_history(tmp_path, clock):
-    """What the worker does at each poll while its anchor is down (one due-only drain that stops at
-    its first row, the time to its next try) and what /healthz reads (`anchor_status`) must cost
-    the same after 10,000 published checkpoints as after 100: counted in SQLite VM instructions,
-    not time. Walking the primary key read every published row (100x more work here)."""
+    """What the worker does at each poll while its anchor is down (look for a newer checkpoint, one
+    attempt that stops at the first due row, the time to the next poll) and what /healthz reads
+    (`anchor_status`) must cost the same after 10,000 published checkpoints as after 100: counted
+    in SQLite VM instructions, not time. Walking the primary key (and counting the checkpoints)
+    read every published row: 100x more work here."""
     anchor = dead_anchor()
     work = {}
     for published in (100, 10_000):
@@ -178,7 +179,9 @@ def test_work_per_poll_and_per_health_check_does_not_grow_with_the_published_his
         conn = connect(db)
         migrate(conn)
         _store_with_history(db, published, 3, anchor.name)
-        outbox = Outbox(db, [anchor], origin=ORIGIN, clock=clock, backoff=Backoff(1.0, 8.0), rng=lambda: 0.5)
+        outbox = Outbox(db, [anchor], origin=ORIGIN, clock=clock, backoff=Backoff(0.0, 0.0))  # retry at once
+        state = _WorkerState()
+        outbox._poll_once(conn, anchor, state)  # the first poll checks every checkpoint is queued: once
         steps = [0]
 
         def count() -> int:
@@ -186,11 +189,13 @@ def test_work_per_poll_and_per_health_check_does_not_grow_with_the_published_his
             return 0  # carry on
 
         conn.set_progress_handler(count, 10)
-        _, _, error, retry_in = outbox._drain(conn, anchor, due_only=True)
-        assert "cannot connect" in error and retry_in == 0.5
-        assert outbox._seconds_to_next(conn, anchor.name) == 0.0  # rows 2 and 3 are due; the worker holds off
+        for _ in range(3):
+            assert outbox._poll_once(conn, anchor, state) == 0.0
         status = anchor_status(conn, [anchor.name], clock())[0]
         assert (status.pending, status.last_published_size) == (3, published)
+        assert "cannot connect" in status.last_error
         work[published] = steps[0]
         conn.close()
+        # One attempt per poll, all on the first pending row.
+        assert [r[2] for r in outbox_rows(db) if r[1] > published] == [4, 0, 0]
     assert work[10_000] <= 1.2 * work[100] + 20, work
