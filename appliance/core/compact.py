@@ -99,7 +99,9 @@ class CompactRange:
         return root
 
     def copy(self) -> "CompactRange":
-        return CompactRange.from_peaks(self._size, self._peaks)
+        copied = CompactRange()  # this range's own size and peaks: already checked, not again
+        copied._size, copied._peaks = self._size, list(self._peaks)
+        return copied
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CompactRange):

@@ -89,6 +89,7 @@ UPDATE runs SET count = ?, head = ?, last_seq = ?, updated_at = ?, last_ts = ?, 
     status = CASE WHEN status = 'failed' THEN 'failed' ELSE ? END
 WHERE first_seq = ?
 """
+_INSERT_IDEMPOTENCY = "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)"
 _RUN_HEADS = "SELECT trace_id, count, head, last_seq, closed, first_seq FROM runs WHERE trace_id IN (%s)"
 _RUN_HEADS_CHUNK = 500
 
@@ -315,10 +316,10 @@ class Writer:
             entries, run_entries, new_runs, extended_runs, settled_runs = _group_rows(rows.appended, self._overlay)
             self._conn.executemany(_INSERT_ENTRY, entries)
             self._conn.executemany(_INSERT_RUN_ENTRY, run_entries)
-            self._conn.executemany(_INSERT_RUN, new_runs)
-            self._conn.executemany(_EXTEND_RUN, extended_runs)
-            self._conn.executemany(_SETTLE_RUN, settled_runs)
-            self._conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)", rows.idempotency)
+            for statement, values in ((_INSERT_RUN, new_runs), (_EXTEND_RUN, extended_runs),
+                                      (_SETTLE_RUN, settled_runs), (_INSERT_IDEMPOTENCY, rows.idempotency)):
+                if values:  # most groups have none of some kinds: no statement lookup for them
+                    self._conn.executemany(statement, values)
             self._tiles.flush(self._conn)
             self._conn.execute("COMMIT")
         except Exception as error:  # noqa: BLE001 - any failure must roll back and fail the group, not the thread
