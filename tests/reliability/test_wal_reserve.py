@@ -1,8 +1,8 @@
 """A commit SQLite acknowledged survives its disk going read-only when the WAL had its room
 reserved first (appliance/store/wal.py; reliability/wal_reserve.py runs the trials). Without the
 reserve the WAL grows with each commit and, on this machine's kernel (Linux 6.18), the last
-acknowledged commit was gone after `e2fsck` in 5 of 40 trials (`python -m reliability.wal_reserve`
-runs both ways); with it, in none. Needs root for mount; skipped, saying why, where not allowed."""
+acknowledged commit was gone after `e2fsck` in 13 of 100 trials (`python -m reliability.wal_reserve`
+runs both ways); with it, in none of 100. Needs root for mount; skipped, saying why, where not allowed."""
 
 import random
 
@@ -11,7 +11,7 @@ import pytest
 from reliability.mounts import mount_allowed
 from reliability.wal_reserve import trial
 
-TRIALS = 20  # at 5 in 40 without the reserve, all 20 would pass without it with probability ~7%
+TRIALS = 20  # at 13 in 100 without the reserve, all 20 would pass without it with probability ~6%
 
 
 def test_no_acknowledged_commit_is_lost_when_the_disk_goes_read_only_with_the_wal_reserved(tmp_path):
