@@ -66,28 +66,41 @@ def reserve_wal(conn: sqlite3.Connection, db_path: str | Path, size: int = WAL_R
 
 
 class WalReserve:
-    """The writer's reserve: made before its first commit, and made twice as large after a commit
-    that outgrew it (SQLite extended the file: readers kept a checkpoint from restarting the WAL,
-    or a group larger than the room left), so that only that commit depended on the file growing.
-    Best effort: a disk that cannot give the room (full, read-only) is logged, and the store works
-    as it would without (it will refuse commits itself if it must). `after_commit` costs one stat."""
+    """The writer's reserve: made before its first commit, made twice as large after a commit that
+    outgrew it (SQLite extended the file: readers kept a checkpoint from restarting the WAL, or a
+    group larger than the room left), and made again after a commit that found it cut short (a
+    `PRAGMA journal_size_limit` or a `wal_checkpoint(TRUNCATE)` from another connection), so that
+    only that one commit depended on the file growing. Best effort: a disk that cannot give the
+    room (full, read-only) is logged, the store works as it would without (it refuses commits
+    itself if it must), and it is tried again only once the file changed size.
+    `after_commit` costs one stat."""
 
     def __init__(self, conn: sqlite3.Connection, db_path: str | Path, size: int = WAL_RESERVE_BYTES) -> None:
-        self._conn, self._db_path, self.size = conn, db_path, size
+        self._conn, self._db_path = conn, db_path
         self._path = wal_path(db_path)
-        self._reserve()
+        self._cut_short = False
+        self.size = self._reserve(size)
 
     def after_commit(self) -> None:
-        grown = _size(self._path)
-        if grown > self.size:
-            self.size = 2 * grown  # also when the disk cannot give it now: tried again once outgrown
-            self._reserve()
+        size = _size(self._path)
+        if size == self.size:
+            return
+        if size > self.size:
+            self.size = self._reserve(2 * size)
+            return
+        if not self._cut_short:
+            self._cut_short = True
+            log.warning("the WAL is %d bytes, shorter than its reserve of %d: something truncated it "
+                        "(PRAGMA journal_size_limit, wal_checkpoint(TRUNCATE)); reserving it again", size, self.size)
+        self.size = self._reserve(self.size)
 
-    def _reserve(self) -> None:
+    def _reserve(self, size: int) -> int:
+        """Reserve `size` bytes; the WAL's size afterwards, which is what `after_commit` compares."""
         try:
-            reserve_wal(self._conn, self._db_path, self.size)
-        except (OSError, sqlite3.Error) as error:
-            log.warning("could not reserve %d MiB for the WAL (commits will extend it): %s", self.size >> 20, error)
+            reserve_wal(self._conn, self._db_path, size)
+        except (OSError, sqlite3.Error, StoreError) as error:
+            log.warning("could not reserve %d MiB for the WAL (commits will extend it): %s", size >> 20, error)
+        return _size(self._path)
 
 
 def _size(path: Path) -> int:

@@ -146,6 +146,33 @@ def test_a_disk_that_cannot_give_the_room_is_logged_and_the_store_works_as_witho
     assert caplog.text.count("could not reserve") == 2 and rows(path) == [0]
 
 
+def test_a_wal_cut_short_behind_the_reserves_back_is_reserved_again(store, caplog):
+    path, conn = store
+    reserve = WalReserve(conn, path, 64 * 1024)
+    other = connect(path)
+    other.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # what an operator's sqlite3 shell might do
+    other.close()
+    conn.execute("INSERT INTO rows VALUES (0, x'00')")  # this one commit grew the WAL from nothing
+    assert wal_path(path).stat().st_size < 64 * 1024
+    reserve.after_commit()
+    assert reserve.size == 64 * 1024 == wal_path(path).stat().st_size
+    assert "shorter than its reserve" in caplog.text and rows(path) == [0]
+
+
+def test_a_reserve_the_disk_refuses_is_tried_again_only_once_the_wal_changed_size(store, monkeypatch, caplog):
+    path, conn = store
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("appliance.store.wal.os.pwrite", full)
+    reserve = WalReserve(conn, path, 64 * 1024)
+    for _ in range(3):
+        reserve.after_commit()  # nothing committed: the WAL has not changed, nothing tried
+    assert caplog.text.count("could not reserve") == 1 and reserve.size == wal_path(path).stat().st_size
+    conn.execute("INSERT INTO rows VALUES (0, x'00')")
+    reserve.after_commit()
+    assert caplog.text.count("could not reserve") == 2
+
 def test_a_started_writer_has_its_wal_reserved_before_the_first_commit(tmp_path):
     from appliance.core.keys import generate_signer
     from appliance.store.writer import Writer
