@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -36,6 +37,7 @@ from appliance.store.wal import WalReserve
 log = logging.getLogger("runlog.writer")
 
 MAX_GROUP_EVENTS = 20_000
+DISK_FULL_BYTES = 1024 * 1024  # less free than this after a failed commit: said to be full
 _STOP = object()
 _Waiter = Future | asyncio.Future
 
@@ -177,11 +179,8 @@ class Writer:
         self._conn = connect(self._db_path, synchronous=self._synchronous)
         # A group of 1,000 events of 1,000 runs dirties hundreds of pages of runs and run_entries,
         # mostly the same ones group after group: a 64 MiB page cache keeps them (SQLite's 2 MiB
-        # default re-read them from the OS). The WAL keeps SQLite's default
-        # checkpoint (~4 MiB): a WAL that keeps growing makes every commit extend the file, which on
-        # ext4 is a journalled change; when the disk fails and the kernel aborts the journal, the
-        # last acknowledged commits went with it (tests/reliability/test_disk.py lost 1-3 of them
-        # in 2 of 4 runs with 10,000 pages, none in 10 with the default).
+        # default re-read them from the OS). The WAL keeps SQLite's default checkpoint (~4 MiB),
+        # well inside its reserve (below); a larger checkpoint needs a larger reserve.
         self._conn.execute("PRAGMA cache_size = -65536")
         migrate(self._conn)
         restored = restore_log(self._conn)
@@ -335,8 +334,9 @@ class Writer:
             self._sequencer = Sequencer(self._lookup_run, frontier=frontier, head_hash=head_hash)
             self._tiles.reset()
             self._overlay.clear()
-            failure = StoreUnavailable(f"the store could not commit: {error}")
-            self.last_failure = (time.monotonic(), str(error))
+            reason = f"{error}{self._disk_full_hint()}"
+            failure = StoreUnavailable(f"the store could not commit: {reason}")
+            self.last_failure = (time.monotonic(), reason)
             _settle([(waiter, failure) for _, waiter in group])
             return
         try:  # the group is durable now: nothing below may fail it
@@ -357,6 +357,16 @@ class Writer:
         if self.on_commit is not None:
             self.on_commit(self._sequencer.size - frontier.size)
         _settle([(waiter, outcome) for (_, waiter), outcome in zip(group, outcomes)])
+
+    def _disk_full_hint(self) -> str:
+        """Said after a failed commit when the store's disk has no room left: SQLite then often
+        reports "disk I/O error" (extending its -shm file failed) instead of "disk is full", and
+        the WAL's reserve (appliance/store/wal.py) makes that the usual case."""
+        try:
+            free = shutil.disk_usage(Path(self._db_path).parent).free
+        except OSError:
+            return ""
+        return f" (the disk holding the store has {free:,} bytes free)" if free < DISK_FULL_BYTES else ""
 
     def _apply(self, request: AppendRequest, received_at: str,
                rows: "_GroupRows") -> "_Accepted | AppendResult | RunlogError":

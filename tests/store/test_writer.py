@@ -300,3 +300,23 @@ def test_runs_rows_follow_new_extended_failed_and_closed_runs_across_groups_and_
     status = dict(conn.execute("SELECT trace_id, status || '/' || closed FROM runs").fetchall())
     assert [status[trace(n)] for n in (0, 1, 2, 3, many)] == [
         "failed/1", "failed/1", "succeeded/1", "running/0", "running/0"]
+
+
+def test_a_failed_commit_on_a_full_disk_says_the_disk_is_full(db, monkeypatch):
+    # With the WAL's room reserved, a full disk usually fails a commit as "disk I/O error" (the
+    # -shm file cannot grow): the message says how much room is left so /healthz reads as full.
+    writer = open_writer(db)
+    saboteur = sqlite3.connect(db)
+    saboteur.execute("CREATE TRIGGER fail_boom BEFORE INSERT ON entries WHEN NEW.step = 'boom' "
+                     "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    saboteur.commit()
+    full = type("Usage", (), {"total": 10**9, "used": 10**9 - 4096, "free": 4096})()
+    monkeypatch.setattr("appliance.store.writer.shutil.disk_usage", lambda path: full)
+    with pytest.raises(StoreUnavailable, match=r"disk I/O error \(the disk holding the store has 4,096 bytes free\)"):
+        writer.append_sync(request(event(1, "boom")))
+    assert writer.last_failure[1] == "disk I/O error (the disk holding the store has 4,096 bytes free)"  # /healthz
+    monkeypatch.undo()
+    with pytest.raises(StoreUnavailable) as roomy:
+        writer.append_sync(request(event(1, "boom")))
+    assert "bytes free" not in str(roomy.value)
+    writer.stop()
