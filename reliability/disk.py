@@ -101,32 +101,30 @@ def _cut_after_recovery(server: Server, report: DiskReport) -> None:
         report.problems.append(f"a checkpoint cut after recovery got {cut.status_code} {cut.text[:300]}")
 
 
-def _wait_for_acks(load: Load, timeout: float) -> float | None:
-    start, before = time.monotonic(), load.acknowledged
+def _seconds_until(condition, timeout: float, poll: float = 0.01) -> float | None:
+    """Seconds until `condition()` holds, None if it does not within `timeout`."""
+    start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if load.acknowledged > before:
+        if condition():
             return time.monotonic() - start
-        time.sleep(0.01)
+        time.sleep(poll)
     return None
+
+
+def _wait_for_acks(load: Load, timeout: float) -> float | None:
+    """Seconds until the producers get a new acknowledgement."""
+    before = load.acknowledged
+    return _seconds_until(lambda: load.acknowledged > before, timeout)
 
 
 def _wait_for_acknowledged(load: Load, count: int, timeout: float) -> float | None:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if load.acknowledged >= count:
-            return time.monotonic() - start
-        time.sleep(0.005)
-    return None
+    return _seconds_until(lambda: load.acknowledged >= count, timeout, poll=0.005)
 
 
 def _wait_for_refusals(load: Load, timeout: float) -> float | None:
     """Seconds until the producers see their first failure, None if none within `timeout`."""
-    start, before = time.monotonic(), load.failed
-    while time.monotonic() - start < timeout:
-        if load.failed > before:
-            return time.monotonic() - start
-        time.sleep(0.01)
-    return None
+    before = load.failed
+    return _seconds_until(lambda: load.failed > before, timeout)
 
 
 def _settle(load: Load, seconds: float) -> dict[str, int]:

@@ -33,6 +33,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from appliance.keyfile import fsync_directory
 from appliance.store.errors import StoreError
 
 log = logging.getLogger("runlog.store")
@@ -122,9 +123,5 @@ def _extend(path: Path, size: int) -> int:
         _fdatasync(fd)
     finally:
         os.close(fd)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)
     return offset - start

@@ -132,13 +132,15 @@ def test_a_commit_that_outgrew_the_reserve_makes_it_twice_as_large(store):
     assert grown > 64 * 1024 and reserve.size == 2 * grown == wal_path(path).stat().st_size
     assert rows(path) == [0, 1]
 
+
+def _no_room(fd, data, offset):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_a_disk_that_cannot_give_the_room_is_logged_and_the_store_works_as_without(store, monkeypatch, caplog):
     path, conn = store
 
-    def full(fd, data, offset):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("appliance.store.wal.os.pwrite", full)
+    monkeypatch.setattr("appliance.store.wal.os.pwrite", _no_room)
     reserve = WalReserve(conn, path, 64 * 1024)
     assert "could not reserve" in caplog.text and not conn.in_transaction
     conn.execute("INSERT INTO rows VALUES (0, ?)", (bytes(200_000),))
@@ -161,10 +163,7 @@ def test_a_wal_cut_short_behind_the_reserves_back_is_reserved_again(store, caplo
 
 def test_a_reserve_the_disk_refuses_is_tried_again_only_once_the_wal_changed_size(store, monkeypatch, caplog):
     path, conn = store
-    def full(fd, data, offset):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("appliance.store.wal.os.pwrite", full)
+    monkeypatch.setattr("appliance.store.wal.os.pwrite", _no_room)
     reserve = WalReserve(conn, path, 64 * 1024)
     for _ in range(3):
         reserve.after_commit()  # nothing committed: the WAL has not changed, nothing tried
