@@ -7,7 +7,8 @@
 Cases, interleaved so that drifting machine load hits both sides of each comparison alike:
 - a bare Litestar POST endpoint (same uvicorn settings as `runlog serve`) and `runlog serve`
   (synchronous=FULL: acknowledged only when durable), one event per request, 1/8/32 clients;
-- `runlog serve` with 1,000 events per request;
+- `runlog serve` with 1,000 events per request, 4 and 8 clients (the target takes the better: a
+  request waits in a worker's parse while the single writer may idle, and 4 clients leave it idle);
 - the seed's Postgres design (bench/seed_postgres.sql), correct and bigserial variants, one row
   per transaction, fed the same events by 1/8 client processes; forks counted in both.
 Afterwards the runlog store's chain is verified with the core (forks counted the same way), and a
@@ -559,6 +560,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     load_fn = wrk_load if generator == "wrk" else python_load
     clients = [int(c) for c in args.clients.split(",")]
     pg_clients = [int(c) for c in args.pg_clients.split(",")]
+    batch_clients = [int(c) for c in str(args.batch_clients).split(",")]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"runlog ingest bench, {now}: {os.cpu_count()} cores, load {_load_avg()}, {seconds:g} s per case, "
           f"generator {generator}{' (wrk -t1)' if generator == 'wrk' else ''}")
@@ -602,9 +604,14 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                 record(f"{key}_{c}", name, c, _measured(server, load_fn, "/v1/events", token, single_file, c, seconds),
                        1, before)
         batched_from = httpx.get(f"{runlog.url}/healthz").json()["tree_size"]
-        before = _load_avg()
-        record("runlog_batched", f"runlog, {BATCH} events/request", args.batch_clients,
-               _measured(runlog, load_fn, "/v1/events", token, batch_file, args.batch_clients, seconds), BATCH, before)
+        for c in batch_clients:
+            before = _load_avg()
+            record(f"runlog_batched_{c}", f"runlog, {BATCH} events/request", c,
+                   _measured(runlog, load_fn, "/v1/events", token, batch_file, c, seconds), BATCH, before)
+        # The server's batched throughput: its best over the client counts (a 1,000-event request
+        # waits ~5 ms in a worker's parse while the writer may idle; a few clients leave it idle).
+        results["cases"]["runlog_batched"] = max((results["cases"][f"runlog_batched_{c}"] for c in batch_clients),
+                                                 key=lambda case: case["events_per_s"])
     finally:
         for _, server, _ in servers:
             server.stop()
@@ -654,7 +661,9 @@ def summarize(results: dict, clients: list[int], pg_clients: list[int]) -> None:
         print(f"    server CPU per request at {top} clients: runlog {runlog_cpu:,.0f} us, bare {bare_cpu:,.0f} us "
               f"(bare/runlog {bare_cpu / runlog_cpu:.0%}: the share a CPU-bound runlog can reach)")
     batched = cases["runlog_batched"]["events_per_s"]
-    print(f"  runlog batched: {batched:,.0f} events/s (target >= 50,000)  {_verdict(batched >= 50_000)}")
+    print(f"  runlog batched: {batched:,.0f} events/s with {cases['runlog_batched']['clients']} clients, the best of "
+          f"{len([key for key in cases if key.startswith('runlog_batched_')])} client count(s) "
+          f"(target >= 50,000)  {_verdict(batched >= 50_000)}")
     store = results["runlog_store"]
     canonical = store["not_rfc8785"] == 0 and store["sampled"] > 0
     print(f"  batched bytes identical to rfc8785.dumps ({store['sampled']:,} sampled): {_verdict(canonical)}")
@@ -670,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="0.5 s per case (1 s with wrk): a smoke test, not a figure")
     parser.add_argument("--clients", default="1,8,32", help="client counts for one event per request")
     parser.add_argument("--pg-clients", default="1,8", help="client counts for the seed's Postgres design")
-    parser.add_argument("--batch-clients", type=int, default=4, help="clients sending 1,000-event batches")
+    parser.add_argument("--batch-clients", default="4,8",
+                        help="client counts sending 1,000-event batches (default 4,8; the target takes the best)")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--dsn", help="Postgres DSN (default RUNLOG_TEST_POSTGRES_DSN, else " + DEFAULT_DSN + ")")
     parser.add_argument("--no-postgres", action="store_true", help="skip the seed's Postgres design")
