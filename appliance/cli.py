@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from datetime import datetime, timezone
+from typing import Any
 
 from appliance import __version__
 from appliance.commands import anchors as anchors_commands
@@ -176,6 +177,26 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emit_attrs(strings: list[str], values: list[str]) -> dict[str, Any]:
+    """`--attr KEY=TEXT` and `--json-attr KEY=JSON` as one attrs object; raises ValueError."""
+    attrs: dict[str, Any] = {}
+    for option, pairs in (("--attr", strings), ("--json-attr", values)):
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise ValueError(f"{option} takes KEY={'VALUE' if option == '--attr' else 'JSON'}, got {pair!r}")
+            if key in attrs:
+                raise ValueError(f"attribute {key!r} is given twice")
+            if option == "--json-attr":
+                try:
+                    attrs[key] = json.loads(value)
+                except ValueError:
+                    raise ValueError(f"--json-attr {key}: {value!r} is not JSON (quote text, or use --attr)") from None
+            else:
+                attrs[key] = value
+    return attrs
+
+
 def _emit(args: argparse.Namespace) -> int:
     from appliance.client import RunlogClient
 
@@ -183,13 +204,11 @@ def _emit(args: argparse.Namespace) -> int:
     if not token:
         _say("runlog emit: set RUNLOG_TOKEN to a token with the append scope")
         return 2
-    attrs = {}
-    for pair in args.attr:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            _say(f"runlog emit: --attr takes KEY=VALUE, got {pair!r}")
-            return 2
-        attrs[key] = value
+    try:
+        attrs = _emit_attrs(args.attr, args.json_attr)
+    except ValueError as error:
+        _say(f"runlog emit: {error}")
+        return 2
     import httpx
 
     from appliance.client import ClientError
@@ -198,9 +217,14 @@ def _emit(args: argparse.Namespace) -> int:
         with RunlogClient(url, token) as client:
             traceparent = os.environ.get("TRACEPARENT")
             if not traceparent:
-                print(client.start_run(args.step, attrs=attrs).traceparent)
-            else:
-                print(client.record(traceparent, args.step, args.status, attrs=attrs, final=args.final).traceparent)
+                started = client.start_run(args.step, attrs=attrs)
+                if args.status in (None, "started") and not args.final:
+                    print(started.traceparent)
+                    return 0
+                # A one-step run (`runlog emit job --status succeeded --final`): started, then the outcome.
+                traceparent, attrs = started.traceparent, {}
+            print(client.record(traceparent, args.step, args.status or "info", attrs=attrs,
+                                final=args.final).traceparent)
     except ClientError as error:
         _say(f"runlog emit: the appliance refused the event: {error}")
         return 1
@@ -247,9 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     emit = command("emit", _emit, "send one event from a shell script",
                    "Send a step event to RUNLOG_URL with RUNLOG_TOKEN, continuing TRACEPARENT (or starting a run "
                    "when it is unset); print the traceparent for the next step.")
-    emit.add_argument("step")
-    emit.add_argument("--status", default="info", choices=["started", "succeeded", "failed", "skipped", "info"])
-    emit.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE")
+    emit.add_argument("step", help="the step's name (1-200 characters)")
+    emit.add_argument("--status", choices=["started", "succeeded", "failed", "skipped", "info"],
+                      help="the step's status (default info; without TRACEPARENT a run is started first, and a "
+                           "status other than started, or --final, is then recorded as its next step)")
+    emit.add_argument("--attr", action="append", default=[], metavar="KEY=TEXT",
+                      help="an attribute whose value is text (repeatable)")
+    emit.add_argument("--json-attr", action="append", default=[], metavar="KEY=JSON",
+                      help="an attribute whose value is JSON: a number, true, false, null, an array or an object "
+                           "(repeatable)")
     emit.add_argument("--final", action="store_true", help="this event closes the run")
     anchors_commands.register(commands)
     keys_command.register(commands)

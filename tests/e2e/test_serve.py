@@ -3,6 +3,7 @@ through the Python client and `runlog emit`, and everything read back and verifi
 
 import base64
 import threading
+import uuid
 
 import httpx
 import pytest
@@ -102,6 +103,43 @@ def test_runlog_emit_passes_the_traceparent_along(server):
     assert "succeeded, 2 steps" in shown.stdout and 'upload {"bytes": "42"}' in shown.stdout
     refused = server.runlog("emit", "late", RUNLOG_URL=server.url, RUNLOG_TOKEN=token, TRACEPARENT=traceparent)
     assert refused.returncode == 1 and "closed" in refused.stderr
+
+
+def test_runlog_emit_types_json_attrs(server):
+    token = make_token(server, "typed", "append,read")
+    first = server.runlog("emit", "dump", "--attr", "host=db-1", "--json-attr", "rows=120", "--json-attr",
+                          'meta={"ok": true, "parts": [1, 2.5, null]}', RUNLOG_URL=server.url, RUNLOG_TOKEN=token)
+    assert first.returncode == 0, first.stderr
+    trace_id = first.stdout.split("-")[1]
+    run = httpx.get(f"{server.url}/v1/runs/{trace_id}", headers={"Authorization": f"Bearer {token}"}).json()
+    assert run["events"][0]["attrs"] == {"host": "db-1", "rows": 120, "meta": {"ok": True, "parts": [1, 2.5, None]}}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--json-attr", "rows=12O"], "--json-attr rows: '12O' is not JSON"),
+    (["--json-attr", "rows"], "--json-attr takes KEY=JSON"),
+    (["--attr", "=x"], "--attr takes KEY=VALUE"),
+    (["--attr", "rows=1", "--json-attr", "rows=1"], "attribute 'rows' is given twice"),
+])
+def test_runlog_emit_refuses_bad_attrs_before_sending(server, args, message):
+    token = make_token(server, f"bad-attrs-{uuid.uuid4().hex[:8]}", "append,read")
+    before = httpx.get(f"{server.url}/healthz").json()["tree_size"]
+    refused = server.runlog("emit", "dump", *args, RUNLOG_URL=server.url, RUNLOG_TOKEN=token)
+    assert refused.returncode == 2 and message in refused.stderr and refused.stdout == ""
+    assert httpx.get(f"{server.url}/healthz").json()["tree_size"] == before
+
+
+def test_runlog_emit_without_traceparent_records_a_one_step_runs_outcome(server):
+    # Without TRACEPARENT emit starts a run; an outcome given with it is its next step, not dropped.
+    token = make_token(server, "one-shot", "append,read")
+    done = server.runlog("emit", "nightly", "--status", "succeeded", "--final", "--json-attr", "rows=3",
+                         RUNLOG_URL=server.url, RUNLOG_TOKEN=token)
+    assert done.returncode == 0, done.stderr
+    trace_id = done.stdout.split("-")[1]
+    run = httpx.get(f"{server.url}/v1/runs/{trace_id}", headers={"Authorization": f"Bearer {token}"}).json()
+    assert (run["run"]["status"], run["run"]["closed"], run["run"]["step_count"]) == ("succeeded", True, 2)
+    assert [(e["status"], e["step"], e["attrs"]) for e in run["events"]] == [
+        ("started", "nightly", {"rows": 3}), ("succeeded", "nightly", {})]
 
 
 def test_revoked_tokens_stop_working_and_scopes_are_enforced(server):
