@@ -10,6 +10,7 @@ Each `record` creates a new span for the step (its `span_id`), links it to the c
 next step. Retries are safe: every call carries an Idempotency-Key.
 """
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +38,21 @@ class StepResult:
         return self.traceparent
 
 
+# Answers that say "not now": the request did not happen (a proxy's 502/504 may hide one that
+# did, which the Idempotency-Key then answers with its original receipt).
+_RETRY_STATUSES = frozenset({502, 503, 504})
+MAX_RETRY_WAIT = 30.0  # seconds: a Retry-After beyond this is waited only this long
+
+
 class RunlogClient:
+    """`retries` is the number of attempts per call: a connection error or a 502/503/504 answer is
+    tried again after a wait (the answer's Retry-After seconds, else 0.2 s doubling), with the same
+    Idempotency-Key, so a retried append is stored once. Other errors raise `ClientError` at once."""
+
     def __init__(self, url: str, token: str, *, timeout: float = 10.0, retries: int = 3,
                  transport: httpx.BaseTransport | None = None) -> None:
+        if type(retries) is not int or retries < 1:
+            raise ValueError(f"retries must be a whole number of attempts >= 1, got {retries!r}")
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
         self._retries = retries
@@ -54,25 +67,26 @@ class RunlogClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        last: Exception | None = None
-        for _ in range(self._retries):
+        for attempt in range(self._retries):
+            last = attempt == self._retries - 1
             try:
                 response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError as error:  # safe to retry: the Idempotency-Key dedupes
-                last = error
+            except httpx.TransportError:  # safe to retry: the Idempotency-Key dedupes
+                if last:
+                    raise
+                time.sleep(_backoff(attempt))
                 continue
-            if response.status_code == 503:
-                last = ClientError(503, response.json().get("error", {}))
+            if response.status_code in _RETRY_STATUSES and not last:
+                time.sleep(_retry_after(response) or _backoff(attempt))
                 continue
             if response.status_code >= 400:
-                try:
-                    error = response.json().get("error", {})
-                except ValueError:
-                    error = {"message": response.text}
-                raise ClientError(response.status_code, error)
-            return response.json()
-        assert last is not None
-        raise last
+                raise ClientError(response.status_code, _error_of(response))
+            try:
+                return response.json()
+            except ValueError:
+                error = {"message": f"the answer is not JSON: {response.text[:200]!r}"}
+            raise ClientError(response.status_code, error)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def start_run(self, step: str = "run", *, attrs: dict[str, Any] | None = None) -> StepResult:
         body = {"step": step, "attrs": attrs or {}}
@@ -99,3 +113,23 @@ class RunlogClient:
 
     def list_runs(self, **filters: Any) -> dict[str, Any]:
         return self._request("GET", "/v1/runs", params={k: v for k, v in filters.items() if v is not None})
+
+
+def _backoff(attempt: int) -> float:
+    return min(MAX_RETRY_WAIT, 0.2 * 2 ** attempt)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The answer's Retry-After in seconds (the delay form; an HTTP date is not used), capped."""
+    text = response.headers.get("retry-after", "").strip()
+    return min(MAX_RETRY_WAIT, float(text)) if text.isdigit() else None
+
+
+def _error_of(response: httpx.Response) -> dict[str, Any]:
+    """The appliance's JSON `error` object, or the text of an answer that has none (a proxy's page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {"message": response.text[:200] or response.reason_phrase}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {"message": str(body)[:200]}
