@@ -70,6 +70,8 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (StoreError, 503, "store_unavailable"),
 )
 
+STORE_RETRY_AFTER = "1"  # seconds, on 503 store_unavailable (appliance.client waits this long)
+
 _LITESTAR_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
                    429: "too_many_requests", 503: "store_unavailable"}
@@ -89,6 +91,8 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     all_headers = dict(headers or {})
     if status == 401:
         all_headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
+    if code == "store_unavailable":  # a full disk, a failed commit, a writer restarting: worth a retry soon
+        all_headers.setdefault("Retry-After", STORE_RETRY_AFTER)
     return Response(ErrorOut(error=ErrorDetail(code=code, message=message, field=field)), status_code=status,
                     headers=all_headers, media_type="application/json")
 

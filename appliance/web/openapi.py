@@ -131,8 +131,8 @@ def _error(status: int) -> OpenAPIResponse:
     headers: dict[str, Any] = {}
     if status == 401:
         headers["WWW-Authenticate"] = OpenAPIHeader(required=True, schema=Schema(type="string"))
-    if status == 429:
-        headers["Retry-After"] = OpenAPIHeader(required=True, schema=Schema(type="string", pattern="^[0-9]+$"))
+    if status in (429, 503):  # on 503 only when the store is unavailable, not when it is corrupt
+        headers["Retry-After"] = OpenAPIHeader(required=status == 429, schema=Schema(type="string", pattern="^[0-9]+$"))
     return OpenAPIResponse(description=STATUS_TEXT[status], headers=headers or None,
                            content={_JSON_BODY: OpenAPIMediaType(schema=ERROR_REF)})
 

@@ -204,6 +204,7 @@ def test_domain_errors_map_to_statuses_in_one_table(client, kind, status, code, 
     error = error_of(response)
     assert (error["code"], error["field"], error["message"]) == (code, field, str(RAISED[kind]))
     assert status_for(RAISED[kind]) == (status, code)
+    assert response.headers.get("retry-after") == ("1" if code == "store_unavailable" else None)
 
 
 @pytest.mark.parametrize("kind", ["unmapped", "bug"])

@@ -31,6 +31,7 @@ def test_health_fails_while_commits_fail_and_recovers_after_one_succeeds(tmp_pat
         saboteur.commit()
         refused = client.post("/v1/events", json=_event("refused"), headers=AUTH)
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "store_unavailable"
+        assert refused.headers["retry-after"] == "1"
         health = client.get("/healthz")
         assert health.status_code == 503
         assert health.json()["checks"]["store"] == "failing: the last commit failed: database or disk is full"
