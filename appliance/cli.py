@@ -171,9 +171,12 @@ def _runs(args: argparse.Namespace) -> int:
         _say(f"no run with trace_id {args.trace_id}")
         return 1
     print(f"run {summary.trace_id}: {summary.status}, {summary.steps} steps, {summary.duration_seconds:.3f} s")
-    for event in runs.run_events(conn, args.trace_id, limit=runs.MAX_EVENTS_PAGE):
-        attrs = json.dumps(event.attrs, ensure_ascii=False) if event.attrs else ""
-        print(f"{event.run_seq:>5} seq {event.seq:<8} {event.received_at}  {event.status:<9} {event.step} {attrs}")
+    after = -1
+    while page := runs.run_events(conn, args.trace_id, after_run_seq=after, limit=runs.MAX_EVENTS_PAGE):
+        for event in page:
+            attrs = json.dumps(event.attrs, ensure_ascii=False) if event.attrs else ""
+            print(f"{event.run_seq:>5} seq {event.seq:<8} {event.received_at}  {event.status:<9} {event.step} {attrs}")
+        after = page[-1].run_seq
     return 0
 
 

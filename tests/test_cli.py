@@ -1,13 +1,18 @@
 """The `runlog` command, run as a real subprocess."""
 
+import os
 import subprocess
 import sys
 
 from appliance.cli import build_parser
+from appliance.core.keys import generate_signer
+from appliance.core.sequencer import Event
+from appliance.store.writer import AppendRequest, Writer
 
 
-def runlog(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, text=True, timeout=60)
+def runlog(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
 
 
 def test_demo_signs_a_checkpoint_and_verifies_both_proofs():
@@ -30,3 +35,22 @@ def test_every_command_has_help_text():
 def test_unknown_command_fails_with_usage():
     done = runlog("frobnicate")
     assert done.returncode == 2 and "usage: runlog" in done.stderr
+
+
+def test_runs_show_prints_every_event_of_a_run_longer_than_a_page(tmp_path):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    writer = Writer(tmp_path / "runlog.sqlite", origin="localhost/runlog", signer=generate_signer("localhost/runlog"))
+    writer.start()
+    try:
+        for start in range(0, 2_503, 1_000):  # three requests: 1,000 + 1,000 + 503 events
+            writer.append_sync(AppendRequest([Event(trace_id=trace_id, step=f"step-{i}", status="info",
+                                                    ts="2026-11-29T00:00:00Z", source="cli-test")
+                                              for i in range(start, min(start + 1_000, 2_503))], "cli-test"))
+    finally:
+        writer.stop()
+    done = runlog("runs", "show", trace_id, RUNLOG_DATA_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"run {trace_id}: running, 2503 steps")
+    assert [line.split()[0] for line in lines[1:]] == [str(i) for i in range(2_503)]
+    assert lines[-1].split()[-1] == "step-2502"
