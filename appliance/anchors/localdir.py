@@ -3,7 +3,7 @@ another disk (a mounted volume, a NAS). It is only as immutable as the directory
 
 Layout: `<dir>/<origin, percent-encoded>/checkpoints/<size, 20 digits>`, the note's bytes exactly.
 A file is written to a temporary name, fsynced, then hard-linked to its final name and the
-directory fsynced. `link` (unlike `rename`) fails when the target exists, so even two processes
+directory fsynced (and, on the first publish, the directories it created, up to the anchor's own). `link` (unlike `rename`) fails when the target exists, so even two processes
 publishing at once can never overwrite a checkpoint.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from appliance.anchors.base import AnchoredCheckpoint, AnchorError, AnchorFork, fork_message
+from appliance.keyfile import fsync_directory
 
 _DIGITS = 20
 
@@ -38,7 +39,7 @@ class LocalDirAnchor:
         target = self._path(checkpoint.size)
         data = checkpoint.note.encode("utf-8")
         try:
-            self._folder.mkdir(parents=True, exist_ok=True)
+            self._make_folder()
             if not target.exists():
                 self._write_once(target, data)
             held = target.read_bytes()
@@ -48,6 +49,15 @@ class LocalDirAnchor:
             raise AnchorFork(fork_message(self.name, checkpoint.size, held.decode("utf-8", "replace"),
                                           checkpoint.note), size=checkpoint.size)
         return str(target)
+
+    def _make_folder(self) -> None:
+        """Create the checkpoints folder; once created, its entry and its parents' are made durable
+        too, or a crash could take the whole folder with the checkpoints the outbox has marked published."""
+        if self._folder.is_dir():
+            return
+        self._folder.mkdir(parents=True, exist_ok=True)
+        for directory in (self._folder.parent, self.directory, self.directory.parent):
+            fsync_directory(directory)
 
     def _write_once(self, target: Path, data: bytes) -> None:
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=self._folder)
@@ -61,11 +71,7 @@ class LocalDirAnchor:
                 os.link(temporary, target)
         finally:
             os.unlink(temporary)
-        directory = os.open(self._folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(self._folder)
 
     def fetch(self, size: int) -> AnchoredCheckpoint | None:
         path = self._path(size)

@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from appliance.anchors import localdir
 from appliance.anchors.base import AnchoredCheckpoint, AnchorError, AnchorFork
 from appliance.anchors.localdir import LocalDirAnchor
 from appliance.core.keys import generate_signer
@@ -20,6 +21,20 @@ def test_publish_writes_one_read_only_file_per_checkpoint(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
     assert os.listdir(path.parent) == [path.name], "no temporary file is left behind"
     assert anchor.name == f"dir:{tmp_path / 'anchor'}"
+
+
+def test_the_first_publish_makes_the_directories_it_created_durable(tmp_path, monkeypatch):
+    synced: list = []
+    real = localdir.fsync_directory
+    monkeypatch.setattr(localdir, "fsync_directory", lambda directory: (synced.append(directory), real(directory)))
+    anchor = LocalDirAnchor(tmp_path / "anchor", origin=ORIGIN)
+    folder = tmp_path / "anchor" / "test.example%2Fanchors" / "checkpoints"
+    anchor.publish(AnchoredCheckpoint(ORIGIN, 5, note_for(5)))
+    # each new directory's entry lives in its parent: the origin's folder, the anchor, the anchor's parent
+    assert synced == [folder.parent, tmp_path / "anchor", tmp_path, folder]
+    synced.clear()
+    anchor.publish(AnchoredCheckpoint(ORIGIN, 6, note_for(6)))
+    assert synced == [folder], "later publishes sync only the folder the new file is linked in"
 
 
 def test_same_note_again_is_a_no_op_with_the_same_location(tmp_path):
