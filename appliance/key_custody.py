@@ -24,7 +24,8 @@ from pathlib import Path
 from appliance.core.cosignature import CosignatureSigner, generate_cosigner
 from appliance.core.keys import NoteSigner, generate_signer
 from appliance.core.timefmt import parse_utc
-from appliance.keyfile import KeyFileError, fsync_directory, load_signer, load_verifier, save_signer, save_verifier
+from appliance.dirsync import fsync_directory
+from appliance.keyfile import KeyFileError, load_signer, load_verifier, save_signer, save_verifier
 from appliance.store import keyring
 from appliance.store.checkpoints import CheckpointSigners, last_cut_at
 from appliance.store.db import connect, get_meta, migrate

@@ -15,6 +15,7 @@ from typing import Union
 from appliance.core.cosignature import ALG_COSIGNATURE_V1, CosignatureSigner, CosignatureVerifier
 from appliance.core.errors import RunlogError
 from appliance.core.keys import ALG_ED25519, NoteSigner, NoteVerifier, key_type_of
+from appliance.dirsync import fsync_directory
 
 Signer = Union[NoteSigner, CosignatureSigner]
 Verifier = Union[NoteVerifier, CosignatureVerifier]
@@ -96,15 +97,6 @@ def _create_exclusive(path: Path, key_text: str, mode: int) -> None:
     except OSError as err:
         path.unlink(missing_ok=True)  # never leave a half-written key behind
         raise KeyFileError(f"cannot write key file {path}: {err.strerror}") from err
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a file created or renamed in `directory` survive a crash (its entry is durable)."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read(path: Path, *, private: bool) -> str:

@@ -20,6 +20,7 @@ from appliance.checkpointer import Checkpointer
 from appliance.core.cosignature import CosignatureSigner, generate_cosigner
 from appliance.core.keys import NoteSigner, generate_signer
 from appliance.core.timefmt import format_utc
+from appliance.dirsync import fsync_directory, make_directory
 from appliance.key_custody import clock_key_name, open_keys
 from appliance.keyfile import save_signer, save_verifier
 from appliance.settings import Settings
@@ -76,8 +77,8 @@ def _ensure_admin_token(conn: sqlite3.Connection, settings: Settings) -> str | N
 
 def init_appliance(settings: Settings) -> InitResult:
     """Create the data and keys directories, both signing keys, the store and an admin token."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_directory(settings.data_dir)  # new directories are synced into their parents
+    make_directory(settings.keys_dir, mode=0o700)
     if settings.signing_key_file is None:  # else the log key is mounted from outside (RUNLOG_SIGNING_KEY_FILE)
         _ensure_key(settings.keys_dir, LOG_KEY, lambda: generate_signer(settings.origin))
     _ensure_key(settings.keys_dir, CLOCK_KEY, lambda: generate_cosigner(clock_key_name(settings.origin)))
@@ -102,6 +103,8 @@ def init_appliance(settings: Settings) -> InitResult:
         open_keys(settings.keys_dir, settings.origin, conn, signing_key_file=settings.signing_key_file)  # key history
     finally:
         conn.close()
+    if created:  # SQLite syncs the directory for its journal and WAL files, not for the database file
+        fsync_directory(settings.db_path.parent)
     return InitResult(created, token)
 
 

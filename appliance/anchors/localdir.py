@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from appliance.anchors.base import AnchoredCheckpoint, AnchorError, AnchorFork, fork_message
-from appliance.keyfile import fsync_directory
+from appliance.dirsync import fsync_directory, make_directory
 
 _DIGITS = 20
 
@@ -39,7 +39,7 @@ class LocalDirAnchor:
         target = self._path(checkpoint.size)
         data = checkpoint.note.encode("utf-8")
         try:
-            self._make_folder()
+            make_directory(self._folder)  # new folders are synced into their parents
             if not target.exists():
                 self._write_once(target, data)
             held = target.read_bytes()
@@ -49,15 +49,6 @@ class LocalDirAnchor:
             raise AnchorFork(fork_message(self.name, checkpoint.size, held.decode("utf-8", "replace"),
                                           checkpoint.note), size=checkpoint.size)
         return str(target)
-
-    def _make_folder(self) -> None:
-        """Create the checkpoints folder; once created, its entry and its parents' are made durable
-        too, or a crash could take the whole folder with the checkpoints the outbox has marked published."""
-        if self._folder.is_dir():
-            return
-        self._folder.mkdir(parents=True, exist_ok=True)
-        for directory in (self._folder.parent, self.directory, self.directory.parent):
-            fsync_directory(directory)
 
     def _write_once(self, target: Path, data: bytes) -> None:
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=self._folder)

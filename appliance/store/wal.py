@@ -33,7 +33,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from appliance.keyfile import fsync_directory
+from appliance.dirsync import fsync_directory
 from appliance.store.errors import StoreError
 
 log = logging.getLogger("runlog.store")

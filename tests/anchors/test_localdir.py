@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from appliance import dirsync
 from appliance.anchors import localdir
 from appliance.anchors.base import AnchoredCheckpoint, AnchorError, AnchorFork
 from appliance.anchors.localdir import LocalDirAnchor
@@ -25,13 +26,15 @@ def test_publish_writes_one_read_only_file_per_checkpoint(tmp_path):
 
 def test_the_first_publish_makes_the_directories_it_created_durable(tmp_path, monkeypatch):
     synced: list = []
-    real = localdir.fsync_directory
-    monkeypatch.setattr(localdir, "fsync_directory", lambda directory: (synced.append(directory), real(directory)))
+    real = dirsync.fsync_directory
+    spy = lambda directory: (synced.append(directory), real(directory))  # noqa: E731
+    monkeypatch.setattr(dirsync, "fsync_directory", spy)
+    monkeypatch.setattr(localdir, "fsync_directory", spy)
     anchor = LocalDirAnchor(tmp_path / "anchor", origin=ORIGIN)
     folder = tmp_path / "anchor" / "test.example%2Fanchors" / "checkpoints"
     anchor.publish(AnchoredCheckpoint(ORIGIN, 5, note_for(5)))
-    # each new directory's entry lives in its parent: the origin's folder, the anchor, the anchor's parent
-    assert synced == [folder.parent, tmp_path / "anchor", tmp_path, folder]
+    # each new directory's entry lives in its parent: the anchor's parent, the anchor, the origin's folder
+    assert synced == [tmp_path, tmp_path / "anchor", folder.parent, folder]
     synced.clear()
     anchor.publish(AnchoredCheckpoint(ORIGIN, 6, note_for(6)))
     assert synced == [folder], "later publishes sync only the folder the new file is linked in"
