@@ -122,7 +122,7 @@ def handle_http_exception(request: Request[Any, Any, Any], error: HTTPException)
     if isinstance(error, ValidationException) and isinstance(error.extra, list) and error.extra:
         first = error.extra[0]
         if isinstance(first, dict):
-            field = first.get("key") if isinstance(first.get("key"), str) else None
+            field = _public_name(request, first.get("key")) if isinstance(first.get("key"), str) else None
             if isinstance(first.get("message"), str):
                 message = f"{field}: {first['message']}" if field else first["message"]
     elif isinstance(error, ValidationException) and (missing := _MISSING_PARAMETER.search(message)):
@@ -134,6 +134,15 @@ def handle_http_exception(request: Request[Any, Any, Any], error: HTTPException)
     elif status == 413:
         message = "request body is larger than the configured limit (RUNLOG_MAX_BODY_BYTES)"
     return error_response(status, code, message, field, error.headers)
+
+
+def _public_name(request: Request[Any, Any, Any], name: str) -> str:
+    """A handler parameter's name as the client writes it: `from`, not the Python name `from_size`."""
+    try:
+        definition = request.route_handler.parsed_fn_signature.parameters[name].kwarg_definition
+    except (AttributeError, KeyError, RuntimeError):  # no handler (a 404, say) or not a parameter
+        return name
+    return getattr(definition, "name", None) or getattr(definition, "query", None) or name
 
 
 # SQLite primary result codes that say the store cannot be written now (busy, locked, read-only

@@ -126,6 +126,20 @@ def test_bad_queries_name_the_parameter(api):
     assert client.get("/v1/entries/99999", headers=headers).status_code == 404
 
 
+@pytest.mark.parametrize(("query", "field", "message"), [
+    ("from=0&to=1", "from", "from: Expected `int` >= 1"),
+    ("from=x&to=1", "from", "from: Expected `int`, got `str`"),
+    ("from=1&to=0", "to", "to: Expected `int` >= 1"),
+    ("to=1", "from", "Missing required query parameter 'from'"),
+    ("from=2&to=1", "from", "from: must not exceed to (1)"),
+])
+def test_bad_consistency_queries_name_the_parameter_as_the_client_wrote_it(api, query, field, message):
+    client, tokens, _ = api
+    response = client.get(f"/v1/proofs/consistency?{query}", headers={"Authorization": f"Bearer {tokens['read']}"})
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["field"] == field and error["message"].startswith(message), error
+
+
 def test_idempotent_retry_and_conflict(api):
     client, tokens, _ = api
     headers = {"Authorization": f"Bearer {tokens['append']}", "Idempotency-Key": "retry-1"}
