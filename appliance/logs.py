@@ -93,8 +93,8 @@ def log_requests(many: list[dict[str, Any]]) -> None:
     """Request lines, written to the stream in one write (one system call) when they fit its buffer."""
     handler = _request_handler
     if handler is None:
-        for fields in many:
-            logging.getLogger(REQUEST_LOGGER).info("request", extra={"fields": fields})
+        for line in many:
+            logging.getLogger(REQUEST_LOGGER).info("request", extra={"fields": line})
         return
     ts = timestamp(time.time())
     text = "".join([orjson.dumps({"ts": ts, "level": "info", "logger": REQUEST_LOGGER, "msg": "request",

@@ -17,7 +17,6 @@ similar numbers of requests.
 """
 
 import argparse
-import os
 import re
 import subprocess
 import sys

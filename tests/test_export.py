@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from appliance.core.bundle_verify import BundleError, BundleFormatError, verify_bundle
+from appliance.core.bundle_verify import BundleError, verify_bundle
 from appliance.core.errors import InvalidInput, RunlogError
 from appliance.core.keys import NoteVerifier, generate_signer
 from appliance.core.note import sign_note

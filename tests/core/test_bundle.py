@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from appliance.core.bundle import (DailyRootProof, ExportedEntry, SignedBundle, bundle_bytes, bundle_digest,
                                    canonical_json, sign_bundle, signature_text)
-from appliance.core.bundle_verify import BundleError, BundleFormatError, verify_bundle
+from appliance.core.bundle_verify import BundleError, verify_bundle
 from appliance.core.checkpoint import Checkpoint, sign_checkpoint
 from appliance.core.cosignature import generate_cosigner
 from appliance.core.errors import InvalidInput

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from appliance.client import ClientError, RunlogClient
+from appliance.client import RunlogClient
 from appliance.core.chain import RunChains, verify_global_chain
 from appliance.core.hashing import leaf_hash
 from appliance.core.keys import NoteVerifier

@@ -16,7 +16,7 @@ from appliance.anchors.localdir import LocalDirAnchor
 from appliance.core.chain import RunChains, verify_global_chain
 from appliance.core.compact import CompactRange
 from appliance.core.cosignature import generate_cosigner
-from appliance.core.entry import Entry, decode_entry, encode_entry
+from appliance.core.entry import decode_entry, encode_entry
 from appliance.core.errors import ChainError
 from appliance.core.hashing import leaf_hash, sha256
 from appliance.core.keys import generate_signer
@@ -427,7 +427,7 @@ def test_a_daily_root_at_the_wrong_size_is_caught(store: Path) -> None:
     conn.close()
     report = verify(store)
     assert [(f.check, f.reason) for f in report.failures] == [("daily-roots", "mismatch")]
-    assert f"received at 2026-11-28" in report.failures[0].message
+    assert "received at 2026-11-28" in report.failures[0].message
 
 
 def test_a_wrong_clock_key_or_a_key_for_another_log_is_caught(pristine: Path) -> None:

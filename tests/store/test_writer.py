@@ -3,7 +3,7 @@ idempotency, receipts, restart, and refusing to continue a broken log."""
 
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 

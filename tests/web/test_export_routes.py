@@ -5,7 +5,6 @@ export scope, JSON bundles and CSV that verify offline, and signed download link
 from __future__ import annotations
 
 import base64
-import json
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +14,6 @@ from litestar.testing import TestClient
 
 from appliance.core.bundle_verify import verify_bundle
 from appliance.core.csv_export import verify_csv
-from appliance.core.keys import NoteVerifier
 from appliance.core.sequencer import Event
 from appliance.keyfile import load_signer
 from appliance.service import init_appliance
