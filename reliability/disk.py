@@ -149,8 +149,9 @@ def _final(server: Server, report: DiskReport, load: Load, *, stored_must_be_ack
 
 def disk_full(work: Path, *, seconds: float = 2.0, size_mib: int | None = None) -> DiskReport:
     """`seconds` of ingest before, during and after; the tmpfs leaves room for the store to keep
-    growing (~1 MiB/s at full speed) once the filler is gone."""
-    size_mib = size_mib or max(32, int(10 * seconds))
+    growing (~1-3 MiB/s at full speed) once the filler is gone, and for the writer's WAL reserve
+    (16 MiB, made only while as much again stays free: appliance/store/wal.py)."""
+    size_mib = size_mib or max(64, int(10 * seconds))
     report = DiskReport(f"full ({size_mib} MiB tmpfs)")
     work.mkdir(parents=True, exist_ok=True)
     with tmpfs(work / "disk", size_mib) as disk:

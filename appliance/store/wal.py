@@ -23,6 +23,12 @@ Zeros after the WAL's last frame are what SQLite expects to find there anyway (s
 older generation): recovery stops at the first frame whose salt or checksum does not match, and
 a WAL that is all zeros has no valid header, so it is empty. SQLite never shrinks the file while
 a connection has it open (journal_size_limit is not set), and deletes it when the last one closes.
+The reserve never takes the last of the disk: it is made only when as much space as the WAL's new
+size stays free afterwards (a checkpoint may need that much for the database file to grow into;
+without it the WAL could never be checkpointed and restarted), and a reserve the disk cannot give
+in full is given back. Otherwise, after an operator frees space on a full disk, the reserve would
+take it all and leave the store unable to checkpoint.
+
 Not covered: the main database file still grows during checkpoints. Losing from it would take a
 checkpoint whose fsync returns 0 in that same window and then a commit that restarts the WAL over
 the frames it copied.
@@ -30,6 +36,7 @@ the frames it copied.
 
 import logging
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -60,6 +67,10 @@ def reserve_wal(conn: sqlite3.Connection, db_path: str | Path, size: int = WAL_R
     try:
         if not path.exists():
             raise StoreError(f"{db_path} is not in WAL mode: no {path.name} to reserve room in")
+        free, needed = shutil.disk_usage(path.parent).free, size - _size(path)
+        if free - needed < size:
+            raise StoreError(f"{free:,} bytes free: reserving {needed:,} would leave less than the {size:,} "
+                             "a checkpoint of the WAL may need")
         added = _extend(path, size)
     finally:
         conn.execute("ROLLBACK")  # nothing was written through SQLite
@@ -116,8 +127,12 @@ def _extend(path: Path, size: int) -> int:
     try:
         start = offset = os.fstat(fd).st_size
         zeros = memoryview(bytes(_CHUNK))
-        while offset < size:
-            offset += os.pwrite(fd, zeros[:size - offset], offset)
+        try:
+            while offset < size:
+                offset += os.pwrite(fd, zeros[:size - offset], offset)
+        except OSError:
+            os.ftruncate(fd, start)  # give back what was written: only zeros past SQLite's frames
+            raise
         if offset == start:
             return 0
         _fdatasync(fd)

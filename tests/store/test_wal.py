@@ -3,6 +3,7 @@ commit needs it, so that commits overwrite blocks instead of growing the file; S
 the store the same with the zeros after its frames, also after a crash."""
 
 import errno
+import os
 import shutil
 import sqlite3
 
@@ -146,6 +147,42 @@ def test_a_disk_that_cannot_give_the_room_is_logged_and_the_store_works_as_witho
     conn.execute("INSERT INTO rows VALUES (0, ?)", (bytes(200_000),))
     reserve.after_commit()  # outgrown, and still no room: logged again, nothing raised
     assert caplog.text.count("could not reserve") == 2 and rows(path) == [0]
+
+
+def test_a_reserve_the_disk_gives_only_in_part_is_given_back(store, monkeypatch, caplog):
+    path, conn = store
+    conn.execute("INSERT INTO rows VALUES (0, x'00')")
+    before = wal_path(path).read_bytes()
+    real, calls = os.pwrite, []
+
+    def first_chunk_only(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data[:RESERVE // 4], offset)
+
+    monkeypatch.setattr("appliance.store.wal.os.pwrite", first_chunk_only)
+    reserve = WalReserve(conn, path, RESERVE)
+    assert len(calls) == 2 and "could not reserve" in caplog.text
+    assert wal_path(path).read_bytes() == before and reserve.size == len(before), "the zeros written were given back"
+    conn.execute("INSERT INTO rows VALUES (1, x'00')")
+    assert rows(path) == [0, 1]
+
+
+def test_the_reserve_leaves_as_much_free_as_the_wal_it_makes(store, monkeypatch):
+    # Free space after the reserve is what a checkpoint may need to copy the WAL into the database.
+    path, conn = store
+    held = wal_path(path).stat().st_size
+    needed = RESERVE - held
+    for free, made in ((RESERVE + needed - 1, False), (RESERVE + needed, True)):
+        monkeypatch.setattr("appliance.store.wal.shutil.disk_usage", lambda _, free=free: shutil._ntuple_diskusage(
+            10 * RESERVE, 10 * RESERVE - free, free))
+        if made:
+            assert reserve_wal(conn, path, RESERVE) == needed
+        else:
+            with pytest.raises(StoreError, match=f"{free:,} bytes free: reserving {needed:,} would leave less"):
+                reserve_wal(conn, path, RESERVE)
+            assert wal_path(path).stat().st_size == held and not conn.in_transaction
 
 
 def test_a_wal_cut_short_behind_the_reserves_back_is_reserved_again(store, caplog):
