@@ -16,6 +16,7 @@ from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.fast_ingest import FastIngest
 from appliance.web.instruments import Instruments
 from appliance.web.openapi import complete_openapi
+from appliance.web.query_params import refuse_unknown_query_parameters
 from appliance.web.rate_limit import FailureLimiter
 from appliance.web.routes_checkpoints import CheckpointsController
 from appliance.web.routes_export import ExportController, download
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, appliance: Appliance | None = None,
                         keys, health, metrics, *SLACK_ROUTES],
         lifespan=[lifespan, slack_lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        guards=[refuse_unknown_query_parameters],
         request_max_body_size=settings.max_body_bytes,
         middleware=[DefineMiddleware(BodyDeadline, seconds=settings.body_timeout)],
         openapi_config=OpenAPIConfig(title="runlog", version=__version__, path="/schema"),

@@ -329,7 +329,8 @@ def test_scope_matrix_of_every_route(real, method, path, holder):
     client, tokens, trace = real
     access = ROUTE_ACCESS[(method, path)]
     url = path.format(trace_id=trace, seq=0, size=1, fmt="json")
-    query = {"index": 0, "tree_size": 1, "from": 1, "to": 1} if "/proofs/" in path else {}
+    query = {"/v1/proofs/inclusion": {"index": 0, "tree_size": 1},
+             "/v1/proofs/consistency": {"from": 1, "to": 1}}.get(path, {})
     body = {"trace_id": trace, "step": "m", "status": "info"} if path == "/v1/events" else {}
     headers = {} if holder == "none" else bearer(tokens[holder])
     response = client.request(method, url, params=query, json=body if method == "POST" else None, headers=headers)
