@@ -212,13 +212,21 @@ def _emit(args: argparse.Namespace) -> int:
     except ValueError as error:
         _say(f"runlog emit: {error}")
         return 2
+    traceparent = os.environ.get("TRACEPARENT")
+    if traceparent:
+        from appliance.core.tracecontext import TraceParent
+
+        try:
+            TraceParent.from_header(traceparent)
+        except RunlogError as error:
+            _say(f"runlog emit: TRACEPARENT: {error}")
+            return 2
     import httpx
 
     from appliance.client import ClientError
 
     try:
         with RunlogClient(url, token) as client:
-            traceparent = os.environ.get("TRACEPARENT")
             if not traceparent:
                 started = client.start_run(args.step, attrs=attrs)
                 if args.status in (None, "started") and not args.final:

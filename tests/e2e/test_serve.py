@@ -115,16 +115,21 @@ def test_runlog_emit_types_json_attrs(server):
     assert run["events"][0]["attrs"] == {"host": "db-1", "rows": 120, "meta": {"ok": True, "parts": [1, 2.5, None]}}
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--json-attr", "rows=12O"], "--json-attr rows: '12O' is not JSON"),
-    (["--json-attr", "rows"], "--json-attr takes KEY=JSON"),
-    (["--attr", "=x"], "--attr takes KEY=VALUE"),
-    (["--attr", "rows=1", "--json-attr", "rows=1"], "attribute 'rows' is given twice"),
+ZERO_TRACE = "00-" + "0" * 32 + "-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--json-attr", "rows=12O"], {}, "--json-attr rows: '12O' is not JSON"),
+    (["--json-attr", "rows"], {}, "--json-attr takes KEY=JSON"),
+    (["--attr", "=x"], {}, "--attr takes KEY=VALUE"),
+    (["--attr", "rows=1", "--json-attr", "rows=1"], {}, "attribute 'rows' is given twice"),
+    ([], {"TRACEPARENT": "00-abc"}, "TRACEPARENT: traceparent"),
+    ([], {"TRACEPARENT": ZERO_TRACE}, "TRACEPARENT: "),
 ])
-def test_runlog_emit_refuses_bad_attrs_before_sending(server, args, message):
-    token = make_token(server, f"bad-attrs-{uuid.uuid4().hex[:8]}", "append,read")
+def test_runlog_emit_refuses_bad_attrs_and_traceparents_before_sending(server, args, env, message):
+    token = make_token(server, f"bad-input-{uuid.uuid4().hex[:8]}", "append,read")
     before = httpx.get(f"{server.url}/healthz").json()["tree_size"]
-    refused = server.runlog("emit", "dump", *args, RUNLOG_URL=server.url, RUNLOG_TOKEN=token)
+    refused = server.runlog("emit", "dump", *args, RUNLOG_URL=server.url, RUNLOG_TOKEN=token, **env)
     assert refused.returncode == 2 and message in refused.stderr and refused.stdout == ""
     assert httpx.get(f"{server.url}/healthz").json()["tree_size"] == before
 
