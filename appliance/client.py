@@ -88,8 +88,12 @@ class RunlogClient:
             raise ClientError(response.status_code, error)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def start_run(self, step: str = "run", *, attrs: dict[str, Any] | None = None) -> StepResult:
-        body = {"step": step, "attrs": attrs or {}}
+    def start_run(self, step: str = "run", *, attrs: dict[str, Any] | None = None, ts: str | None = None) -> StepResult:
+        """Start a run (`POST /v1/runs`): the appliance mints its trace ID and records its `started`
+        step; `ts` is the producer's time of it (RFC 3339), else the appliance's."""
+        body: dict[str, Any] = {"step": step, "attrs": attrs or {}}
+        if ts is not None:
+            body["ts"] = ts
         data = self._request("POST", "/v1/runs", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
         return StepResult(data["traceparent"], data)
 

@@ -79,6 +79,14 @@ def test_concurrent_producers_then_everything_verifies(server):
                        base64.b64decode(older["root"]), root)
 
 
+def test_the_client_starts_a_run_at_the_producers_time(server):
+    token = make_token(server, "timed", "append,read")
+    with RunlogClient(server.url, token) as client:
+        run = client.start_run("timed", attrs={"k": 1}, ts="2026-11-28T23:59:59.5+01:00")
+        shown = client.get_run(run.traceparent.split("-")[1])
+    assert shown["events"][0]["ts"] == "2026-11-28T22:59:59.5Z" and shown["events"][0]["attrs"] == {"k": 1}
+
+
 def test_receipts_verify_with_the_published_key(server):
     token = make_token(server, "receipts", "append")
     keys = httpx.get(f"{server.url}/v1/keys").json()
