@@ -3,8 +3,9 @@ another disk (a mounted volume, a NAS). It is only as immutable as the directory
 
 Layout: `<dir>/<origin, percent-encoded>/checkpoints/<size, 20 digits>`, the note's bytes exactly.
 A file is written to a temporary name, fsynced, then hard-linked to its final name and the
-directory fsynced (and, on the first publish, the directories it created, up to the anchor's own). `link` (unlike `rename`) fails when the target exists, so even two processes
-publishing at once can never overwrite a checkpoint.
+directory fsynced (on the first publish also each directory it created, into its parent). `link`
+(unlike `rename`) fails when the target exists, so even two processes publishing at once can never
+overwrite a checkpoint.
 """
 
 import contextlib
