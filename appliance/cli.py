@@ -162,7 +162,8 @@ def _runs(args: argparse.Namespace) -> int:
 
     conn = connect(_settings().db_path, readonly=True)
     if args.runs_command == "list":
-        page = runs.list_runs(conn, status=args.status, limit=args.limit)
+        page = runs.list_runs(conn, status=args.status, source=args.source, since=args.since, until=args.until,
+                              limit=args.limit)
         for run in page.runs:
             print(f"{run.trace_id}\t{run.status}\t{run.steps} steps\t{run.started_at}\t{run.source}")
         return 0
@@ -275,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     listing = runs_commands.add_parser("list", help="most recent runs first")
     listing.add_argument("--status", choices=["running", "succeeded", "failed"])
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--source", help="only runs started with this token name")
+    listing.add_argument("--since", help="only runs started at or after this RFC 3339 time")
+    listing.add_argument("--until", help="only runs started before this RFC 3339 time")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many runs (1-500, default 20)")
     show = runs_commands.add_parser("show", help="one run and its events")
     show.add_argument("trace_id")
 

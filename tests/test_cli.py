@@ -54,3 +54,23 @@ def test_runs_show_prints_every_event_of_a_run_longer_than_a_page(tmp_path):
     assert lines[0].startswith(f"run {trace_id}: running, 2503 steps")
     assert [line.split()[0] for line in lines[1:]] == [str(i) for i in range(2_503)]
     assert lines[-1].split()[-1] == "step-2502"
+
+
+def test_runs_list_filters_by_source_and_start_time(tmp_path):
+    writer = Writer(tmp_path / "runlog.sqlite", origin="localhost/runlog", signer=generate_signer("localhost/runlog"))
+    writer.start()
+    try:
+        for n, source in enumerate(["ci", "cron", "ci"]):
+            writer.append_sync(AppendRequest([Event(trace_id=f"{n + 1:032x}", step="start", status="started",
+                                                    ts="2026-11-29T00:00:00Z", source=source)], source))
+    finally:
+        writer.stop()
+    env = {"RUNLOG_DATA_DIR": str(tmp_path)}
+    listed = runlog("runs", "list", "--source", "ci", **env)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [f"{3:032x}", f"{1:032x}"]
+    assert runlog("runs", "list", "--since", "2000-01-01T00:00:00Z", "--until", "2000-01-02T00:00:00Z",
+                  **env).stdout == ""
+    assert len(runlog("runs", "list", "--since", "2000-01-01T00:00:00+01:00", **env).stdout.splitlines()) == 3
+    refused = runlog("runs", "list", "--since", "yesterday", **env)
+    assert refused.returncode == 1 and "since" in refused.stderr
