@@ -140,7 +140,9 @@ def _error(status: int) -> OpenAPIResponse:
 def _statuses(key: tuple[str, str], operation: Operation, scope: str | None) -> set[int]:
     params = operation.parameters or []
     statuses = set(EXTRA_STATUSES.get(key, ()))
-    if params or key in RAW_BODIES or operation.request_body is not None:
+    # Every GET of the API may get a 400: a query parameter it does not take (web/query_params.py).
+    if params or key in RAW_BODIES or operation.request_body is not None or (
+            key[0] == "GET" and key[1].startswith("/v1/")):
         statuses.add(400)
     if any(getattr(p, "param_in", None) == "path" for p in params):
         statuses.add(404)

@@ -38,11 +38,13 @@ def concrete(path: str) -> str:
 
 def test_every_documented_get_refuses_a_parameter_it_does_not_take(client):
     routes = documented_gets(client)
+    document = client.get("/schema/openapi.json").json()["paths"]
     assert {"/v1/runs", "/v1/runs/{trace_id}", "/v1/proofs/inclusion", "/v1/checkpoints"} <= set(routes)
     for path, takes in routes.items():
         response = client.get(f"{concrete(path)}?staus=failed", headers=AUTH)
         error = response.json()["error"]
         assert response.status_code == 400 and error["field"] == "staus", (path, response.text)
+        assert "400" in document[path]["get"]["responses"], f"{path} does not document its 400"
         assert error["message"] == (f"staus: not a query parameter of {path}; "
                                     + (f"it takes {', '.join(sorted(takes))}" if takes else "it takes none"))
 
