@@ -87,7 +87,8 @@ def anchor_names(server: Server) -> list[str]:
 
 
 def wait_until_anchored(db_path: Path, anchor_names: Sequence[str], timeout: float) -> list[str]:
-    """Wait for every anchor's outbox to empty; the problems if it does not in time."""
+    """Wait for every anchor's outbox to empty; the problems if it does not in time, at once if an
+    anchor failed for good (a fork is never retried, so waiting longer cannot help)."""
     deadline = time.monotonic() + timeout
     while True:
         conn = connect(db_path, readonly=True)
@@ -98,6 +99,9 @@ def wait_until_anchored(db_path: Path, anchor_names: Sequence[str], timeout: flo
         waiting = [s for s in states if s.pending or s.failed]
         if not waiting:
             return []
+        if any(s.failed for s in states):
+            return [f"anchor {s.anchor}: a checkpoint failed for good, {s.pending} pending "
+                    f"(last error: {s.last_error})" for s in states if s.failed]
         if time.monotonic() > deadline:
             return [f"anchor {s.anchor}: {s.pending} checkpoints still pending after {timeout:.0f} s "
                     f"(failed: {s.failed}; last error: {s.last_error})" for s in waiting]
