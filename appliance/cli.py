@@ -75,14 +75,24 @@ def _serve(args: argparse.Namespace) -> int:
             sock.close()
 
 
+def one_process_app(settings):
+    """The app `runlog serve` runs with RUNLOG_WORKERS=1: what start-up built (the store opened by
+    the lifespan included) is then kept out of the garbage collector, as in the worker processes."""
+    from appliance.web.app import create_app
+    from appliance.workers.frozen import freeze_startup_objects
+
+    app = create_app(settings)
+    app.on_startup.append(freeze_startup_objects)  # Litestar runs these after the lifespan managers
+    return app
+
+
 def _serve_in_one_process(settings, sockets) -> int:
     import uvicorn
 
     from appliance.logs import configure_logging, secrets_of
-    from appliance.web.app import create_app
     from appliance.web.client_limits import server_options
 
-    app = create_app(settings)
+    app = one_process_app(settings)
     configure_logging(secrets=secrets_of(settings))  # after create_app: building the app configures logging too
     _log_serving(settings)
     # log_config=None: uvicorn's own lines go through the JSON handler; no access log (one line per

@@ -74,3 +74,21 @@ def test_runs_list_filters_by_source_and_start_time(tmp_path):
     assert len(runlog("runs", "list", "--since", "2000-01-01T00:00:00+01:00", **env).stdout.splitlines()) == 3
     refused = runlog("runs", "list", "--since", "yesterday", **env)
     assert refused.returncode == 1 and "since" in refused.stderr
+
+
+def test_the_one_process_server_freezes_what_start_up_built(tmp_path):
+    import gc
+
+    from litestar.testing import TestClient
+
+    from appliance.cli import one_process_app
+    from appliance.settings import Settings
+
+    gc.unfreeze()
+    settings = Settings.from_env({"RUNLOG_DATA_DIR": str(tmp_path), "RUNLOG_ADMIN_TOKEN": "a" * 32})
+    try:
+        with TestClient(one_process_app(settings)) as client:
+            assert gc.get_freeze_count() > 0  # frozen once the lifespan had opened the store
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()
