@@ -1,10 +1,13 @@
 """Ingest figures, side by side in one run (issue 3, "Figures"; targets in DESIGN.md).
 
-    python bench/ingest.py                 # ~10 s per case, about two minutes in all
-    python bench/ingest.py --quick         # 0.5-1 s per case: the CI smoke test
+    python bench/ingest.py                 # 3 rounds of ~10 s per case, medians: ~8 minutes
+    python bench/ingest.py --rounds 1      # one round: ~2.5 minutes, not evidence for a comparison
+    python bench/ingest.py --quick         # 0.5-1 s per case, one round: the CI smoke test
     python bench/ingest.py --seconds 20 --generator python
 
-Cases, interleaved so that drifting machine load hits both sides of each comparison alike:
+Cases, interleaved so that drifting machine load hits both sides of each comparison alike, every
+case once per round and the figures the medians over the rounds (the VM swings ±15-25% within
+minutes):
 - a bare Litestar POST endpoint (same uvicorn settings as `runlog serve`) and `runlog serve`
   (synchronous=FULL: acknowledged only when durable), one event per request, 1/8/32 clients;
 - `runlog serve` with 1,000 events per request, 4 and 8 clients (the target takes the better: a
@@ -28,6 +31,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -548,12 +552,44 @@ def _measured(server: Served, generate, *args) -> Load:
     return replace(load, cpu_seconds=None if before is None or after is None else after - before)
 
 
+def _seed_round(dsn: str, singles: list[dict], pg_clients: list[int], seconds: float, record) -> None:
+    """One round of the seed's Postgres design, both variants, each client count on a fresh table."""
+    for variant, name in (("correct", "seed design, id after lock"), ("bigserial", "seed design, bigserial id")):
+        for c in pg_clients:
+            design = SeedDesign(dsn, variant)
+            try:
+                before = _load_avg()
+                case = record(f"pg_{variant}_{c}", name, c, pg_load(design, singles, c, seconds), 1, before)
+                rows, forks = design.rows_and_forks()
+                refused = design.refuses_update_and_delete()
+            finally:
+                design.drop()
+            case.update(rows=rows, forks=forks, update_delete_refused=refused)
+            print(f"  {'':<30} {'':>11}  {rows:,} rows, {forks} forks, UPDATE/DELETE refused: {refused}")
+
+
+def _median_case(cases: list[dict]) -> dict:
+    """One case over its rounds: the median of each figure; errors, rows and forks summed; the
+    UPDATE/DELETE refusal only if every round refused."""
+    merged: dict = {"clients": cases[0]["clients"], "rounds": len(cases)}
+    for key in ("requests_per_s", "events_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_request"):
+        values = [case[key] for case in cases if case.get(key) is not None]
+        merged[key] = statistics.median(values) if values else None
+    for key in ("errors", "rows", "forks"):
+        if key in cases[0]:
+            merged[key] = sum(case[key] for case in cases)
+    if "update_delete_refused" in cases[0]:
+        merged["update_delete_refused"] = all(case["update_delete_refused"] for case in cases)
+    return merged
+
+
 def _verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
     seconds = 0.5 if args.quick else args.seconds  # wrk rounds up to 1 s
+    rounds = 1 if args.quick else args.rounds
     generator = args.generator
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "python"
@@ -570,14 +606,17 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     batches = make_events(2000, 10, seed=2)
     single_file = write_bodies(work / "single.jsonl", singles)
     batch_file = write_bodies(work / "batches.jsonl", [batches[i:i + BATCH] for i in range(0, len(batches), BATCH)])
-    results: dict = {"date": now, "generator": generator, "seconds": seconds, "cases": {}}
+    results: dict = {"date": now, "generator": generator, "seconds": seconds, "rounds": rounds, "cases": {}}
+    samples: dict[str, tuple[str, int, list[dict]]] = {}  # key -> (name, events per request, one case per round)
 
-    def record(key: str, name: str, c: int, load: Load, per_request: int, before: str) -> None:
+    def record(key: str, name: str, c: int, load: Load, per_request: int, before: str) -> dict:
         print(_line(name, c, load, per_request, before), flush=True)
-        results["cases"][key] = {"clients": c, "requests_per_s": load.rate, "events_per_s": load.rate * per_request,
-                                 "p50_ms": load.p50_ms, "p99_ms": load.p99_ms, "errors": load.errors,
-                                 "server_cpu_us_per_request": None if load.cpu_seconds is None
-                                 else load.cpu_seconds * 1e6 / max(load.ok, 1)}
+        case = {"clients": c, "requests_per_s": load.rate, "events_per_s": load.rate * per_request,
+                "p50_ms": load.p50_ms, "p99_ms": load.p99_ms, "errors": load.errors,
+                "server_cpu_us_per_request": None if load.cpu_seconds is None
+                else load.cpu_seconds * 1e6 / max(load.ok, 1)}
+        samples.setdefault(key, (name, per_request, []))[2].append(case)
+        return case
 
     workers = args.workers or default_workers()
     from appliance.loops import resolved
@@ -587,57 +626,59 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     print(f"  runlog serve with RUNLOG_WORKERS={workers}{'' if args.workers else ' (its default here)'}, "
           f"RUNLOG_LOOP={loop}; the bare endpoint on the same loop with the same number of worker processes"
           + (", and with one" if workers > 1 else ""))
+    dsn = args.dsn or os.environ.get("RUNLOG_TEST_POSTGRES_DSN") or DEFAULT_DSN
+    unreachable = "skipped (--no-postgres)" if args.no_postgres else postgres_reachable(dsn)
     servers = [("bare", bare_server(work / "bare.log", workers, loop).spawn(), f"bare Litestar, {workers} process(es)")]
     if workers > 1:
         servers.append(("bare1", bare_server(work / "bare1.log", 1, loop).spawn(), "bare Litestar, 1 process"))
     runlog = runlog_server(work / "data", work / "runlog.log", workers, loop).spawn()
     servers.append(("runlog", runlog, f"runlog, 1 event/req, {workers} w."))
+    batched_from = None
     try:
         for _, server, _ in servers:
             server.wait_healthy()
         made = subprocess.run([sys.executable, "-m", "appliance.cli", "token", "create", "bench", "--scopes", "append"],
                               env=runlog.env, cwd=runlog.cwd, capture_output=True, text=True, check=True)
         token = made.stdout.strip()
-        for c in clients:
-            for key, server, name in servers:
+        # Every case once per round, so that the machine's drift hits each comparison alike; the
+        # servers idle while the seed's design runs on Postgres.
+        for round_number in range(1, rounds + 1):
+            if rounds > 1:
+                print(f"  round {round_number} of {rounds}", flush=True)
+            for c in clients:
+                for key, server, name in servers:
+                    before = _load_avg()
+                    record(f"{key}_{c}", name, c,
+                           _measured(server, load_fn, "/v1/events", token, single_file, c, seconds), 1, before)
+            if batched_from is None:
+                batched_from = httpx.get(f"{runlog.url}/healthz").json()["tree_size"]
+            for c in batch_clients:
                 before = _load_avg()
-                record(f"{key}_{c}", name, c, _measured(server, load_fn, "/v1/events", token, single_file, c, seconds),
-                       1, before)
-        batched_from = httpx.get(f"{runlog.url}/healthz").json()["tree_size"]
-        for c in batch_clients:
-            before = _load_avg()
-            record(f"runlog_batched_{c}", f"runlog, {BATCH} events/request", c,
-                   _measured(runlog, load_fn, "/v1/events", token, batch_file, c, seconds), BATCH, before)
-        # The server's batched throughput: its best over the client counts (a 1,000-event request
-        # waits ~5 ms in a worker's parse while the writer may idle; a few clients leave it idle).
-        results["cases"]["runlog_batched"] = max((results["cases"][f"runlog_batched_{c}"] for c in batch_clients),
-                                                 key=lambda case: case["events_per_s"])
+                record(f"runlog_batched_{c}", f"runlog, {BATCH} events/request", c,
+                       _measured(runlog, load_fn, "/v1/events", token, batch_file, c, seconds), BATCH, before)
+            if not unreachable:
+                _seed_round(dsn, singles, pg_clients, seconds, record)
     finally:
         for _, server, _ in servers:
             server.stop()
+    if unreachable:
+        print(f"  seed's Postgres design: {unreachable}")
+    results["cases"] = {key: _median_case(cases) for key, (_, _, cases) in samples.items()}
+    if rounds > 1:
+        print(f"  medians over {rounds} rounds:")
+        for key, (name, per_request, _) in samples.items():
+            case = results["cases"][key]
+            print(f"  {name:<30} {case['clients']:>3} clients  {case['requests_per_s']:>9,.0f} req/s  "
+                  f"{case['events_per_s']:>9,.0f} events/s" + (f"  {case['forks']} forks in all" if "forks" in case else ""))
+    # The server's batched throughput: its best over the client counts (a 1,000-event request
+    # waits ~5 ms in a worker's parse while the writer may idle; a few clients leave it idle).
+    results["cases"]["runlog_batched"] = max((results["cases"][f"runlog_batched_{c}"] for c in batch_clients),
+                                             key=lambda case: case["events_per_s"])
     check = check_store(work / "data" / "runlog.sqlite", batched_from, args.sample)
     results["runlog_store"] = check.__dict__
     print(f"  runlog store: {check.entries:,} entries, forks {check.forks}, core verification {check.verified} "
-          f"({check.verify_per_second:,.0f} entries/s), {check.sampled:,} sampled batched entries, "
-          f"{check.not_rfc8785} differ from rfc8785.dumps(json.loads(bytes))")
-
-    dsn = args.dsn or os.environ.get("RUNLOG_TEST_POSTGRES_DSN") or DEFAULT_DSN
-    unreachable = "skipped (--no-postgres)" if args.no_postgres else postgres_reachable(dsn)
-    if unreachable:
-        print(f"  seed's Postgres design: {unreachable}")
-    else:
-        for variant, name in (("correct", "seed design, id after lock"), ("bigserial", "seed design, bigserial id")):
-            for c in pg_clients:
-                design = SeedDesign(dsn, variant)
-                try:
-                    before = _load_avg()
-                    record(f"pg_{variant}_{c}", name, c, pg_load(design, singles, c, seconds), 1, before)
-                    rows, forks = design.rows_and_forks()
-                    refused = design.refuses_update_and_delete()
-                finally:
-                    design.drop()
-                results["cases"][f"pg_{variant}_{c}"].update(rows=rows, forks=forks, update_delete_refused=refused)
-                print(f"  {'':<30} {'':>11}  {rows:,} rows, {forks} forks, UPDATE/DELETE refused: {refused}")
+          f"({check.verify_per_second:,.0f} entries/s), {check.sampled:,} sampled entries from the first batched "
+          f"case on, {check.not_rfc8785} differ from rfc8785.dumps(json.loads(bytes))")
     summarize(results, clients, pg_clients)
     return results
 
@@ -676,6 +717,8 @@ def summarize(results: dict, clients: list[int], pg_clients: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each case (default 10)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every case, interleaved; the figures are their medians (default 3)")
     parser.add_argument("--quick", action="store_true", help="0.5 s per case (1 s with wrk): a smoke test, not a figure")
     parser.add_argument("--clients", default="1,8,32", help="client counts for one event per request")
     parser.add_argument("--pg-clients", default="1,8", help="client counts for the seed's Postgres design")
