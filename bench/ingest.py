@@ -14,8 +14,9 @@ minutes):
   request waits in a worker's parse while the single writer may idle, and 4 clients leave it idle);
 - the seed's Postgres design (bench/seed_postgres.sql), correct and bigserial variants, one row
   per transaction, fed the same events by 1/8 client processes; forks counted in both.
-Afterwards the runlog store's chain is verified with the core (forks counted the same way), and a
-sample of stored entries is checked to be exactly `rfc8785.dumps` of their decoded JSON.
+Each round serves a new runlog store (what a commit writes grows with the store); afterwards each
+store's chain is verified with the core (forks counted the same way), and a sample of its stored
+entries is checked to be exactly `rfc8785.dumps` of their decoded JSON.
 
 Load comes from `wrk` (Debian package) with bench/wrk/post.lua when installed, otherwise from
 client processes with plain keep-alive HTTP/1.1 connections on asyncio; the same generator drives
@@ -628,38 +629,44 @@ def run(args: argparse.Namespace, work: Path) -> dict:
           + (", and with one" if workers > 1 else ""))
     dsn = args.dsn or os.environ.get("RUNLOG_TEST_POSTGRES_DSN") or DEFAULT_DSN
     unreachable = "skipped (--no-postgres)" if args.no_postgres else postgres_reachable(dsn)
-    servers = [("bare", bare_server(work / "bare.log", workers, loop).spawn(), f"bare Litestar, {workers} process(es)")]
+    bare = [("bare", bare_server(work / "bare.log", workers, loop).spawn(), f"bare Litestar, {workers} process(es)")]
     if workers > 1:
-        servers.append(("bare1", bare_server(work / "bare1.log", 1, loop).spawn(), "bare Litestar, 1 process"))
-    runlog = runlog_server(work / "data", work / "runlog.log", workers, loop).spawn()
-    servers.append(("runlog", runlog, f"runlog, 1 event/req, {workers} w."))
-    batched_from = None
+        bare.append(("bare1", bare_server(work / "bare1.log", 1, loop).spawn(), "bare Litestar, 1 process"))
+    stores: list[tuple[Path, int]] = []  # each round's runlog store and its size before the batched cases
     try:
-        for _, server, _ in servers:
+        for _, server, _ in bare:
             server.wait_healthy()
-        made = subprocess.run([sys.executable, "-m", "appliance.cli", "token", "create", "bench", "--scopes", "append"],
-                              env=runlog.env, cwd=runlog.cwd, capture_output=True, text=True, check=True)
-        token = made.stdout.strip()
         # Every case once per round, so that the machine's drift hits each comparison alike; the
-        # servers idle while the seed's design runs on Postgres.
+        # servers idle while the seed's design runs on Postgres. Each round serves a new runlog
+        # store: what a commit writes grows with the store, and the rounds must be alike.
         for round_number in range(1, rounds + 1):
             if rounds > 1:
                 print(f"  round {round_number} of {rounds}", flush=True)
-            for c in clients:
-                for key, server, name in servers:
+            data = work / f"data-{round_number}"
+            runlog = runlog_server(data, work / f"runlog-{round_number}.log", workers, loop).spawn()
+            try:
+                runlog.wait_healthy()
+                made = subprocess.run([sys.executable, "-m", "appliance.cli", "token", "create", "bench", "--scopes",
+                                       "append"], env=runlog.env, cwd=runlog.cwd, capture_output=True, text=True,
+                                      check=True)
+                token = made.stdout.strip()
+                servers = [*bare, ("runlog", runlog, f"runlog, 1 event/req, {workers} w.")]
+                for c in clients:
+                    for key, server, name in servers:
+                        before = _load_avg()
+                        record(f"{key}_{c}", name, c,
+                               _measured(server, load_fn, "/v1/events", token, single_file, c, seconds), 1, before)
+                stores.append((data / "runlog.sqlite", httpx.get(f"{runlog.url}/healthz").json()["tree_size"]))
+                for c in batch_clients:
                     before = _load_avg()
-                    record(f"{key}_{c}", name, c,
-                           _measured(server, load_fn, "/v1/events", token, single_file, c, seconds), 1, before)
-            if batched_from is None:
-                batched_from = httpx.get(f"{runlog.url}/healthz").json()["tree_size"]
-            for c in batch_clients:
-                before = _load_avg()
-                record(f"runlog_batched_{c}", f"runlog, {BATCH} events/request", c,
-                       _measured(runlog, load_fn, "/v1/events", token, batch_file, c, seconds), BATCH, before)
+                    record(f"runlog_batched_{c}", f"runlog, {BATCH} events/request", c,
+                           _measured(runlog, load_fn, "/v1/events", token, batch_file, c, seconds), BATCH, before)
+            finally:
+                runlog.stop()
             if not unreachable:
                 _seed_round(dsn, singles, pg_clients, seconds, record)
     finally:
-        for _, server, _ in servers:
+        for _, server, _ in bare:
             server.stop()
     if unreachable:
         print(f"  seed's Postgres design: {unreachable}")
@@ -674,11 +681,16 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     # waits ~5 ms in a worker's parse while the writer may idle; a few clients leave it idle).
     results["cases"]["runlog_batched"] = max((results["cases"][f"runlog_batched_{c}"] for c in batch_clients),
                                              key=lambda case: case["events_per_s"])
-    check = check_store(work / "data" / "runlog.sqlite", batched_from, args.sample)
-    results["runlog_store"] = check.__dict__
-    print(f"  runlog store: {check.entries:,} entries, forks {check.forks}, core verification {check.verified} "
-          f"({check.verify_per_second:,.0f} entries/s), {check.sampled:,} sampled entries from the first batched "
-          f"case on, {check.not_rfc8785} differ from rfc8785.dumps(json.loads(bytes))")
+    checks = [check_store(path, batched_from, args.sample) for path, batched_from in stores]
+    results["runlog_stores"] = [check.__dict__ for check in checks]
+    results["runlog_store"] = {  # all rounds' stores together
+        "entries": sum(c.entries for c in checks), "forks": sum(c.forks for c in checks),
+        "verified": next((c.verified for c in checks if c.verified != "ok"), "ok"),
+        "sampled": sum(c.sampled for c in checks), "not_rfc8785": sum(c.not_rfc8785 for c in checks)}
+    for check in checks:
+        print(f"  runlog store: {check.entries:,} entries, forks {check.forks}, core verification {check.verified} "
+              f"({check.verify_per_second:,.0f} entries/s), {check.sampled:,} sampled batched entries, "
+              f"{check.not_rfc8785} differ from rfc8785.dumps(json.loads(bytes))")
     summarize(results, clients, pg_clients)
     return results
 
