@@ -11,7 +11,8 @@ minutes):
 - a bare Litestar POST endpoint (same uvicorn settings as `runlog serve`) and `runlog serve`
   (synchronous=FULL: acknowledged only when durable), one event per request, 1/8/32 clients;
 - `runlog serve` with 1,000 events per request, 4 and 8 clients (the target takes the better: a
-  request waits in a worker's parse while the single writer may idle, and 4 clients leave it idle);
+  request waits in a worker's parse while the single writer may idle, and 4 clients leave it idle),
+  from bodies of `--batch-runs` runs of 10 steps, interleaved;
 - the seed's Postgres design (bench/seed_postgres.sql), correct and bigserial variants, one row
   per transaction, fed the same events by 1/8 client processes; forks counted in both.
 Each round serves a new runlog store (what a commit writes grows with the store); afterwards each
@@ -604,7 +605,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     print(f"  disk now: {fsync_probe(work):,.0f} SQLite commits/s (one row per transaction, synchronous=FULL)")
 
     singles = make_events(1000, 10, seed=1)
-    batches = make_events(2000, 10, seed=2)
+    batches = make_events(args.batch_runs, 10, seed=2)
     single_file = write_bodies(work / "single.jsonl", singles)
     batch_file = write_bodies(work / "batches.jsonl", [batches[i:i + BATCH] for i in range(0, len(batches), BATCH)])
     results: dict = {"date": now, "generator": generator, "seconds": seconds, "rounds": rounds, "cases": {}}
@@ -729,6 +730,10 @@ def summarize(results: dict, clients: list[int], pg_clients: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each case (default 10)")
+    parser.add_argument("--batch-runs", type=int, default=20_000,
+                        help="runs of 10 steps in the batched bodies, interleaved (default 20,000: wrk posts the "
+                             "bodies in a loop, so each run grows by 10 steps per pass; until session 8 2,000, "
+                             "whose runs reached hundreds of steps and slowed every commit)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of every case, interleaved; the figures are their medians (default 3)")
     parser.add_argument("--quick", action="store_true", help="0.5 s per case (1 s with wrk): a smoke test, not a figure")
