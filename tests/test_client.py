@@ -48,6 +48,12 @@ class Scripted:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self) -> "Scripted":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def waits(monkeypatch):
@@ -68,12 +74,9 @@ UNAVAILABLE = _json(503, {"error": {"code": "unavailable", "message": "the store
 
 
 def test_a_retried_append_carries_the_same_idempotency_key_and_waits_between_attempts(waits):
-    server = serve(UNAVAILABLE, (502, {}, b"<html>bad gateway</html>"), _json(201, RECEIPT))
-    try:
-        with RunlogClient(server.url, "t") as client:
-            result = client.record(TRACEPARENT, "upload", "succeeded")
-    finally:
-        server.close()
+    with (serve(UNAVAILABLE, (502, {}, b"<html>bad gateway</html>"), _json(201, RECEIPT)) as server,
+          RunlogClient(server.url, "t") as client):
+        result = client.record(TRACEPARENT, "upload", "succeeded")
     assert result.receipt == RECEIPT and result.traceparent.split("-")[1] == TRACEPARENT.split("-")[1]
     keys = {headers["Idempotency-Key"] for _, headers, _ in server.seen}
     bodies = {body for _, _, body in server.seen}
@@ -82,23 +85,17 @@ def test_a_retried_append_carries_the_same_idempotency_key_and_waits_between_att
 
 
 def test_retry_after_sets_the_wait_and_is_capped(waits):
-    server = serve(_json(503, {"error": {"message": "busy"}}, **{"Retry-After": "2"}),
-                   _json(503, {"error": {"message": "busy"}}, **{"Retry-After": "86400"}), _json(201, RECEIPT))
-    try:
-        with RunlogClient(server.url, "t") as client:
-            client.record(TRACEPARENT, "upload", "succeeded")
-    finally:
-        server.close()
+    with (serve(_json(503, {"error": {"message": "busy"}}, **{"Retry-After": "2"}),
+                _json(503, {"error": {"message": "busy"}}, **{"Retry-After": "86400"}), _json(201, RECEIPT)) as server,
+          RunlogClient(server.url, "t") as client):
+        client.record(TRACEPARENT, "upload", "succeeded")
     assert waits == [2.0, client_module.MAX_RETRY_WAIT]
 
 
 def test_the_last_attempts_answer_is_raised_with_the_appliances_message(waits):
-    server = serve(UNAVAILABLE, UNAVAILABLE)
-    try:
-        with RunlogClient(server.url, "t", retries=2) as client, pytest.raises(ClientError) as raised:
-            client.record(TRACEPARENT, "upload", "succeeded")
-    finally:
-        server.close()
+    with (serve(UNAVAILABLE, UNAVAILABLE) as server, RunlogClient(server.url, "t", retries=2) as client,
+          pytest.raises(ClientError) as raised):
+        client.record(TRACEPARENT, "upload", "succeeded")
     assert raised.value.status == 503 and "the store could not commit" in str(raised.value)
     assert len(server.seen) == 2 and waits == [0.2]
 
@@ -109,12 +106,8 @@ def test_the_last_attempts_answer_is_raised_with_the_appliances_message(waits):
     _json(429, {"error": {"code": "too_many_requests", "message": "slow down", "field": None}}, **{"Retry-After": "1"}),
 ])
 def test_refusals_are_not_retried(waits, answer):
-    server = serve(answer)
-    try:
-        with RunlogClient(server.url, "t") as client, pytest.raises(ClientError) as raised:
-            client.record(TRACEPARENT, "upload", "succeeded")
-    finally:
-        server.close()
+    with serve(answer) as server, RunlogClient(server.url, "t") as client, pytest.raises(ClientError) as raised:
+        client.record(TRACEPARENT, "upload", "succeeded")
     assert raised.value.status == answer[0] and raised.value.error == json.loads(answer[2])["error"]
     assert len(server.seen) == 1 and waits == []
 
@@ -126,12 +119,9 @@ def test_refusals_are_not_retried(waits, answer):
     ((201, {"content-type": "text/plain"}, b"created"), "the answer is not JSON: 'created'"),
 ])
 def test_answers_without_the_appliances_error_body_are_client_errors(waits, answer, message):
-    server = serve(answer)
-    try:
-        with RunlogClient(server.url, "t", retries=1) as client, pytest.raises(ClientError) as raised:
-            client.record(TRACEPARENT, "upload", "succeeded")
-    finally:
-        server.close()
+    with (serve(answer) as server, RunlogClient(server.url, "t", retries=1) as client,
+          pytest.raises(ClientError) as raised):
+        client.record(TRACEPARENT, "upload", "succeeded")
     assert raised.value.status == answer[0] and message in str(raised.value)
 
 

@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from appliance.anchors.base import AnchoredCheckpoint
 from appliance.anchors.localdir import LocalDirAnchor
 from appliance.anchors.outbox import Outbox
@@ -10,12 +12,17 @@ from reliability.checks import wait_until_anchored
 from tests.anchors.conftest import ORIGIN, Clock, add_checkpoint, note_for
 
 
-def test_a_forked_anchor_ends_the_wait_at_once_and_says_so(tmp_path):
+@pytest.fixture
+def store_and_anchor(tmp_path):
     db = tmp_path / "runlog.sqlite"
     conn = connect(db)
     migrate(conn)
     conn.close()
-    anchor = LocalDirAnchor(tmp_path / "anchor", origin=ORIGIN)
+    return db, LocalDirAnchor(tmp_path / "anchor", origin=ORIGIN)
+
+
+def test_a_forked_anchor_ends_the_wait_at_once_and_says_so(store_and_anchor):
+    db, anchor = store_and_anchor
     anchor.publish(AnchoredCheckpoint(ORIGIN, 4, note_for(4, b"\x66" * 32)))  # someone else's history
     add_checkpoint(db, 4)
     add_checkpoint(db, 5)
@@ -27,12 +34,8 @@ def test_a_forked_anchor_ends_the_wait_at_once_and_says_so(tmp_path):
     assert "FORK" in problems[0]
 
 
-def test_an_anchored_store_needs_no_wait(tmp_path):
-    db = tmp_path / "runlog.sqlite"
-    conn = connect(db)
-    migrate(conn)
-    conn.close()
-    anchor = LocalDirAnchor(tmp_path / "anchor", origin=ORIGIN)
+def test_an_anchored_store_needs_no_wait(store_and_anchor):
+    db, anchor = store_and_anchor
     add_checkpoint(db, 3)
     Outbox(db, [anchor], origin=ORIGIN, clock=Clock()).push()
     assert wait_until_anchored(db, [anchor.name], timeout=60) == []
